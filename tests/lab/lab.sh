@@ -16,7 +16,7 @@ set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 LAB_DIR=$REPO/.cache/lab
 BASE=$LAB_DIR/base               # the Debian 12 root file system, built once, never booted
-HOSTS_DIR=$LAB_DIR/hosts         # one copy of BASE per host
+HOSTS_DIR=$LAB_DIR/hosts         # one overlay of BASE per host
 RUN=$LAB_DIR/run                 # PIDs, logs, proxy configuration of the running lab
 SSH_KEY=$LAB_DIR/ssh/id_ed25519
 TIMINGS=$LAB_DIR/timings.json
@@ -109,24 +109,32 @@ ensure_ssh_key() {
     ssh-keygen -q -t ed25519 -N '' -C synspirit-lab -f "$SSH_KEY"
 }
 
-# A host's own identity: machine-id, SSH host keys, hostname, static address, root's key.
-make_host_copy() {
-    local name=$1 addr=$2 dir=$HOSTS_DIR/$1
-    [[ -f $dir/.lab-complete ]] && return
-    say "$name: copying the base image"
-    rm -rf "$dir"
-    mkdir -p "$HOSTS_DIR"
-    cp -a --reflink=auto "$BASE" "$dir.tmp"
-    rm -f "$dir.tmp/.lab-complete"
-    tr -d '-' </proc/sys/kernel/random/uuid >"$dir.tmp/etc/machine-id"
-    ssh-keygen -q -A -f "$dir.tmp"
-    echo "$name" >"$dir.tmp/etc/hostname"
+# Each host is an overlay of BASE (instant, and only its changes take disk space) with its own
+# identity: machine-id, SSH host keys, hostname, static address, root's authorized key.
+host_root() { echo "$HOSTS_DIR/$1/root"; }
+
+mount_host() {
+    local dir=$HOSTS_DIR/$1
+    mkdir -p "$dir/upper" "$dir/work" "$dir/root"
+    mountpoint -q "$dir/root" ||
+        mount -t overlay "lab-$1" -o "lowerdir=$BASE,upperdir=$dir/upper,workdir=$dir/work" "$dir/root"
+}
+
+make_host() {
+    local name=$1 addr=$2 root
+    root=$(host_root "$name")
+    mount_host "$name"
+    [[ -f $root/.lab-host ]] && return
+    say "$name: new host on an overlay of the base image"
+    tr -d '-' </proc/sys/kernel/random/uuid >"$root/etc/machine-id"
+    ssh-keygen -q -A -f "$root" >/dev/null
+    echo "$name" >"$root/etc/hostname"
     {
         printf '127.0.0.1\tlocalhost\n127.0.1.1\t%s\n' "$name"
         topology | awk '{printf "%s\t%s\n", $2, $1}'
-    } >"$dir.tmp/etc/hosts"
+    } >"$root/etc/hosts"
     # Must sort before the image's 80-container-host0.network, which would win otherwise.
-    cat >"$dir.tmp/etc/systemd/network/10-lab.network" <<EOF
+    cat >"$root/etc/systemd/network/10-lab.network" <<EOF
 [Match]
 Name=host0
 
@@ -134,10 +142,20 @@ Name=host0
 Address=$addr/24
 Gateway=$BRIDGE_ADDR
 EOF
-    install -d -m 0700 "$dir.tmp/root/.ssh"
-    install -m 0600 "$SSH_KEY.pub" "$dir.tmp/root/.ssh/authorized_keys"
-    touch "$dir.tmp/.lab-complete"
-    mv "$dir.tmp" "$dir"
+    install -d -m 0700 "$root/root/.ssh"
+    install -m 0600 "$SSH_KEY.pub" "$root/root/.ssh/authorized_keys"
+    echo "$name $addr" >"$root/.lab-host"
+}
+
+remove_hosts() {
+    local dir
+    shopt -s nullglob
+    for dir in "$HOSTS_DIR"/*/; do
+        dir=${dir%/}
+        if mountpoint -q "$dir/root"; then umount "$dir/root" || umount -l "$dir/root"; fi
+        rm -rf "$dir"
+    done
+    rm -rf "$HOSTS_DIR"
 }
 
 # ---------------------------------------------------------------- network: bridge and apt proxy
@@ -196,7 +214,7 @@ boot_host() {
     if alive "$RUN/$name.pid" systemd-nspawn; then return; fi
     say "$name: booting (systemd-nspawn)"
     # No systemd-machined on the controller: --register=no --keep-unit.
-    setsid systemd-nspawn -b -D "$HOSTS_DIR/$name" --machine="$name" --register=no --keep-unit \
+    setsid systemd-nspawn -b -D "$(host_root "$name")" --machine="$name" --register=no --keep-unit \
         --console=passive --network-bridge="$BRIDGE" \
         </dev/null >"$RUN/$name.console.log" 2>&1 &
     echo $! >"$RUN/$name.pid"
@@ -356,7 +374,7 @@ cmd_up() {
     ensure_ssh_key
     bridge_up
     proxy_up
-    while read -r name addr; do make_host_copy "$name" "$addr"; done < <(topology)
+    while read -r name addr; do make_host "$name" "$addr"; done < <(topology)
     while read -r name addr; do boot_host "$name"; done < <(topology)
     while read -r name addr; do wait_ssh "$name" "$addr"; done < <(topology)
     say "all hosts answer on SSH"
@@ -390,8 +408,8 @@ cmd_down() {
         ip link del "$BRIDGE"
     fi
     if [[ -d $HOSTS_DIR ]]; then
-        say "removing host copies (the base image stays cached)"
-        rm -rf "$HOSTS_DIR"
+        say "removing the hosts' overlays (the base image stays cached)"
+        remove_hosts
     fi
     rm -rf "$INVENTORY_DIR"
     say "lab removed"
