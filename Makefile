@@ -1,0 +1,32 @@
+# SynSpirit developer entry points. `make test` is the one command that runs every test.
+SHELL := /bin/bash
+VENV  := .venv
+PY    := $(VENV)/bin/python
+
+.PHONY: setup test test-backend lab lab-down test-lab lint start
+
+setup:            ## install Debian packages and the pinned virtualenv (idempotent)
+	tests/bootstrap.sh
+
+test: setup       ## everything: backend suite, then the lab (real systemd hosts) suite
+	$(MAKE) test-backend
+	$(MAKE) test-lab
+
+test-backend: setup
+	$(VENV)/bin/pytest tests/backend
+
+lab: setup        ## build/boot the lab hosts and converge them with ansible/site.yml
+	tests/lab/lab.sh up
+
+lab-down:         ## remove every lab host, the bridge, the proxy and their copies
+	tests/lab/lab.sh down
+
+test-lab: lab     ## testinfra + end-to-end checks against the lab
+	tests/lab/lab.sh test
+
+lint: setup
+	$(VENV)/bin/ruff check backend tests
+	cd ansible && ../$(VENV)/bin/ansible-lint --profile production
+
+start:
+	./start.sh

@@ -1,0 +1,77 @@
+"""Likes, collects and shares: at most one of each per user and target (the schema's unique
+constraints make it so), undone by DELETE except shares."""
+from __future__ import annotations
+
+from flask import g, jsonify
+from sqlalchemy import delete
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
+
+from .. import tasks
+from ..auth.security import login_required
+from ..dispatch import recount
+from ..errors import APIError, not_found
+from ..extensions import db
+from ..models import REACTION_COLUMN, TARGET_MODELS, Reaction
+from ..serializers import user_public
+from ..validation import ActionBody, json_body
+from . import bp
+
+
+def _checked(body: ActionBody):
+    if body.target_type.endswith("_comment") and body.action != "like":
+        raise APIError(400, "unsupported_action", "comments can only be liked",
+                       {"action": "comments take 'like' only"})
+    target = db.session.get(TARGET_MODELS[body.target_type], body.target_id)
+    if target is None:
+        raise not_found(body.target_type.replace("_", " "))
+    return target
+
+
+def _result(body: ActionBody, active: bool):
+    return jsonify({"action": body.action, "target_type": body.target_type,
+                    "target_id": body.target_id, "active": active})
+
+
+@bp.post("/api/actions")
+@login_required
+def act():
+    body = json_body(ActionBody)
+    target = _checked(body)
+    owner_id, actor = target.author_id, user_public(g.user)
+    column = REACTION_COLUMN[body.target_type]
+    stmt = (insert(Reaction)
+            .values(user_id=g.user.id, action=body.action, **{column: body.target_id})
+            .on_conflict_do_nothing()
+            .returning(Reaction.id))
+    try:
+        created = db.session.execute(stmt).first() is not None
+        db.session.commit()
+    except IntegrityError:  # the target was deleted meanwhile
+        db.session.rollback()
+        raise not_found(body.target_type.replace("_", " ")) from None
+    # Always recount: a retry after a 503 must still bring the count up to date.
+    recount(body.target_type, body.target_id)
+    if created and owner_id != g.user.id:
+        tasks.notify_user.delay(owner_id, {
+            "kind": body.action, "actor": actor, "target_type": body.target_type,
+            "target_id": body.target_id,
+        })
+    return _result(body, True)
+
+
+@bp.delete("/api/actions")
+@login_required
+def undo():
+    body = json_body(ActionBody)
+    if body.action == "share":
+        raise APIError(400, "irreversible_action", "a share cannot be undone",
+                       {"action": "shares cannot be undone"})
+    _checked(body)
+    column = getattr(Reaction, REACTION_COLUMN[body.target_type])
+    db.session.execute(delete(Reaction).where(
+        Reaction.user_id == g.user.id, Reaction.action == body.action,
+        column == body.target_id))
+    db.session.commit()
+    recount(body.target_type, body.target_id)
+    return _result(body, False)

@@ -1,0 +1,91 @@
+"""Celery bound to Flask (the pattern of Flask's own docs): configuration, the shared retry
+policy and a task base class that runs every task inside the Flask app context."""
+from __future__ import annotations
+
+import redis.exceptions
+from celery import Celery, Task
+from flask import Flask
+from kombu.exceptions import OperationalError as BrokerError
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+# One retry policy for every task: a backing service that is briefly away (a restart of
+# PostgreSQL or Redis) is retried with exponential backoff and jitter, not lost.
+RETRY_KWARGS = {
+    "autoretry_for": (
+        OperationalError,
+        DBAPIError,
+        redis.exceptions.ConnectionError,
+        redis.exceptions.TimeoutError,
+        BrokerError,
+        ConnectionError,
+        TimeoutError,
+    ),
+    "max_retries": 8,
+    "retry_backoff": 1,
+    "retry_backoff_max": 60,
+    "retry_jitter": True,
+}
+
+# Counter tasks recompute from rows, so running one twice is harmless: ack after the work and
+# requeue when the worker dies mid-task.
+IDEMPOTENT = {"acks_late": True, "reject_on_worker_lost": True}
+
+# An unacknowledged task (its worker was killed) is redelivered after this many seconds. Every
+# task here finishes in well under a second except article rendering and ranking (a few
+# seconds at most), so 60 s bounds the recovery time after a kill -9 without redelivering work
+# that is still running. ETA/countdown tasks (the 1 s view flush) stay far below it.
+VISIBILITY_TIMEOUT = 60
+
+CPU_TASKS = ("app.tasks.render_article", "app.tasks.recompute_hot_scores")
+
+
+def celery_config(flask_config: dict) -> dict:
+    url = flask_config["REDIS_URL"]
+    return {
+        "broker_url": url,
+        "result_backend": url,
+        "broker_transport_options": {"visibility_timeout": VISIBILITY_TIMEOUT},
+        "result_backend_transport_options": {"visibility_timeout": VISIBILITY_TIMEOUT},
+        "broker_pool_limit": 10,
+        "broker_connection_retry_on_startup": True,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "timezone": "UTC",
+        "enable_utc": True,
+        "result_expires": 3600,
+        "task_ignore_result": True,
+        "worker_prefetch_multiplier": 1,
+        "task_acks_late": False,
+        "task_reject_on_worker_lost": False,
+        "task_default_queue": "io",
+        "task_routes": {name: {"queue": "cpu"} for name in CPU_TASKS},
+        # A web request that cannot reach the broker answers 503 quickly instead of hanging.
+        "task_publish_retry_policy": {
+            "max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5,
+        },
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "beat_schedule": {
+            # Views are flushed within a second of being counted (and this catches any
+            # buffered view whose scheduled flush was lost).
+            "flush-views": {"task": "app.tasks.flush_view_counts", "schedule": 1.0,
+                            "options": {"expires": 5}},
+            "hot-rankings": {"task": "app.tasks.recompute_hot_scores", "schedule": 60.0,
+                             "options": {"expires": 55}},
+        },
+    }
+
+
+def celery_init_app(app: Flask) -> Celery:
+    class FlaskTask(Task):
+        def __call__(self, *args, **kwargs):
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery_app = Celery(app.name, task_cls=FlaskTask)
+    celery_app.config_from_object(celery_config(app.config))
+    celery_app.set_default()
+    celery_app.autodiscover_tasks(["app"], force=False)
+    app.extensions["celery"] = celery_app
+    return celery_app

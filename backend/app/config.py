@@ -1,0 +1,66 @@
+"""Configuration from the environment, with documented defaults in one place."""
+from __future__ import annotations
+
+import os
+import secrets
+
+
+class ConfigError(RuntimeError):
+    """Raised when the environment cannot give a safe configuration."""
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return default if raw in (None, "") else int(raw)
+
+
+def _origins(raw: str | None):
+    # None lets Socket.IO accept only the server's own origin (and clients that send none).
+    if raw is None or raw.strip() == "":
+        return None
+    if raw.strip() == "*":
+        return "*"
+    return [o.strip() for o in raw.split(",") if o.strip()]
+
+
+def load_config() -> dict:
+    env = os.environ.get("SYNSPIRIT_ENV", "production")
+    secret_key = os.environ.get("SECRET_KEY")
+    if not secret_key:
+        if env == "production":
+            raise ConfigError("SECRET_KEY must be set when SYNSPIRIT_ENV=production")
+        secret_key = secrets.token_urlsafe(32)  # development: tokens die with the process
+    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    return {
+        "SYNSPIRIT_ENV": env,
+        "SECRET_KEY": secret_key,
+        "SQLALCHEMY_DATABASE_URI": os.environ.get(
+            "DATABASE_URL", "postgresql+psycopg2://synspirit@127.0.0.1:5432/synspirit"
+        ),
+        "SQLALCHEMY_ENGINE_OPTIONS": {
+            # One gevent worker serves many requests at once; the pool bounds how many of them
+            # hold a PostgreSQL connection. pre_ping survives a database restart.
+            "pool_size": _int("DB_POOL_SIZE", 10),
+            "max_overflow": _int("DB_MAX_OVERFLOW", 20),
+            "pool_timeout": _int("DB_POOL_TIMEOUT", 10),
+            "pool_pre_ping": True,
+            "connect_args": {"connect_timeout": 3, "application_name": "synspirit"},
+        },
+        "REDIS_URL": redis_url,
+        "API_HOST": os.environ.get("API_HOST", "127.0.0.1"),
+        "API_PORT": _int("API_PORT", 5000),
+        "TOKEN_MAX_AGE": _int("TOKEN_MAX_AGE", 86400),
+        "SOCKETIO_CORS_ORIGINS": _origins(os.environ.get("SOCKETIO_CORS_ORIGINS")),
+        "TRUSTED_PROXY_COUNT": _int("TRUSTED_PROXY_COUNT", 0),
+        # Failed logins allowed per client address and, separately, per account name.
+        "LOGIN_RATE_LIMIT": os.environ.get("LOGIN_RATE_LIMIT", "10 per minute"),
+        # Argon2id, RFC 9106's second recommended option (64 MiB, t=3, p=4).
+        "ARGON2_TIME_COST": _int("ARGON2_TIME_COST", 3),
+        "ARGON2_MEMORY_COST": _int("ARGON2_MEMORY_COST", 65536),
+        "ARGON2_PARALLELISM": _int("ARGON2_PARALLELISM", 4),
+        "MAX_CONTENT_LENGTH": 1024 * 1024,
+        "RATELIMIT_STORAGE_URI": redis_url,
+        "RATELIMIT_KEY_PREFIX": "synspirit:ratelimit",
+        "RATELIMIT_HEADERS_ENABLED": True,
+        "SQLALCHEMY_TRACK_MODIFICATIONS": False,
+    }

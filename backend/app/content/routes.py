@@ -1,0 +1,162 @@
+from __future__ import annotations
+
+import logging
+
+import redis.exceptions
+from flask import Blueprint, g, jsonify
+from sqlalchemy import func, select
+
+from .. import counting, tasks
+from ..auth.security import login_required
+from ..dispatch import VIEW_TASK, recount
+from ..errors import APIError, not_found
+from ..extensions import db, redis_client
+from ..models import COMMENT_MODELS, CONTENT_MODELS
+from ..serializers import comment as comment_json
+from ..serializers import content as content_json
+from ..serializers import user_public
+from ..validation import (
+    MAX_ID,
+    CommentCreate,
+    ContentCreate,
+    ContentUpdate,
+    ListQuery,
+    PageQuery,
+    json_body,
+    query,
+)
+
+log = logging.getLogger(__name__)
+
+
+def _page(stmt, order, q: PageQuery, serialize) -> dict:
+    total = db.session.scalar(select(func.count()).select_from(stmt.subquery()))
+    rows = db.session.scalars(
+        stmt.order_by(*order).limit(q.per_page).offset((q.page - 1) * q.per_page)
+    ).all()
+    return {"items": [serialize(r) for r in rows], "page": q.page, "per_page": q.per_page,
+            "total": total}
+
+
+def make_blueprint(kind: str) -> Blueprint:
+    """Routes under /api/<kind>s for kind 'post' or 'article'."""
+    model, comment_model = CONTENT_MODELS[kind], COMMENT_MODELS[kind]
+    parent_fk = f"{kind}_id"
+    bp = Blueprint(f"{kind}s", __name__, url_prefix=f"/api/{kind}s")
+
+    def load(item_id: int):
+        item = db.session.get(model, item_id) if item_id <= MAX_ID else None
+        if item is None:
+            raise not_found(kind)
+        return item
+
+    def load_own(item_id: int):
+        item = load(item_id)
+        if item.author_id != g.user.id:
+            raise APIError(403, "forbidden", f"only the author may change this {kind}")
+        return item
+
+    def serialize(item) -> dict:
+        return content_json(item, kind)
+
+    @bp.post("")
+    @login_required
+    def create():
+        body = json_body(ContentCreate)
+        item = model(title=body.title, content=body.content, author=g.user)
+        db.session.add(item)
+        db.session.commit()
+        if kind == "article":
+            tasks.render_article.delay(item.id)
+        return jsonify(serialize(item)), 201
+
+    @bp.get("")
+    def index():
+        q = query(ListQuery)
+        order = ((model.hot_score.desc(), model.id.desc()) if q.sort == "hot"
+                 else (model.created_at.desc(), model.id.desc()))
+        return jsonify(_page(select(model), order, q, serialize))
+
+    @bp.get("/<int:item_id>")
+    def show(item_id: int):
+        item = load(item_id)
+        data = serialize(item)
+        db.session.remove()  # give the connection back before talking to Redis
+        try:
+            if counting.record_view(redis_client(), kind, item_id):
+                VIEW_TASK[kind].apply_async((item_id,), countdown=counting.FLUSH_DELAY)
+            data["counts"]["views"] += counting.pending_views(redis_client(), kind, item_id)
+        except (redis.exceptions.RedisError, OSError) as e:
+            # Reading must not fail because the view buffer is away; this view is not counted.
+            log.warning("view of %s %s not counted: %s", kind, item_id, e)
+        return jsonify(data)
+
+    @bp.patch("/<int:item_id>")
+    @login_required
+    def update(item_id: int):
+        body = json_body(ContentUpdate)
+        if body.title is None and body.content is None:
+            raise APIError(422, "validation_error", "nothing to update",
+                           {"body": "give title and/or content"})
+        item = load_own(item_id)
+        if body.title is not None:
+            item.title = body.title
+        rerender = kind == "article" and body.content is not None and body.content != item.content
+        if body.content is not None:
+            item.content = body.content
+        if rerender:
+            item.revision += 1
+            item.content_html = item.excerpt = item.reading_minutes = None
+        db.session.commit()
+        if rerender:
+            tasks.render_article.delay(item.id)
+        return jsonify(serialize(item))
+
+    @bp.delete("/<int:item_id>")
+    @login_required
+    def delete(item_id: int):
+        db.session.delete(load_own(item_id))  # comments and reactions go with it (cascade)
+        db.session.commit()
+        return "", 204
+
+    @bp.post("/<int:item_id>/comments")
+    @login_required
+    def add_comment(item_id: int):
+        body = json_body(CommentCreate)
+        item = load(item_id)
+        owner_id = item.author_id
+        comment = comment_model(content=body.content, author=g.user, **{parent_fk: item.id})
+        db.session.add(comment)
+        db.session.commit()
+        data = comment_json(comment)
+        recount(kind, item_id)
+        tasks.broadcast_comment.delay(kind, item_id, data)
+        if owner_id != g.user.id:
+            tasks.notify_user.delay(owner_id, {
+                "kind": "comment", "actor": user_public(g.user), "target_type": kind,
+                "target_id": item_id, "comment": data,
+            })
+        return jsonify(data), 201
+
+    @bp.get("/<int:item_id>/comments")
+    def list_comments(item_id: int):
+        q = query(PageQuery)
+        load(item_id)
+        stmt = select(comment_model).where(getattr(comment_model, parent_fk) == item_id)
+        return jsonify(_page(stmt, (comment_model.id.asc(),), q, comment_json))
+
+    @bp.delete("/<int:item_id>/comments/<int:comment_id>")
+    @login_required
+    def delete_comment(item_id: int, comment_id: int):
+        load(item_id)
+        comment = db.session.get(comment_model, comment_id) if comment_id <= MAX_ID else None
+        if comment is None or getattr(comment, parent_fk) != item_id:
+            raise not_found("comment")
+        if comment.author_id != g.user.id:
+            raise APIError(403, "forbidden", "only the author may delete this comment")
+        db.session.delete(comment)
+        db.session.commit()
+        recount(kind, item_id)
+        return "", 204
+
+    return bp

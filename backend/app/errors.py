@@ -1,0 +1,74 @@
+"""Every 4xx/5xx body is {"error": {"code", "message", "fields"?}}."""
+from __future__ import annotations
+
+import logging
+
+import redis.exceptions
+from flask import Flask, jsonify
+from flask_limiter.errors import RateLimitExceeded
+from kombu.exceptions import OperationalError as BrokerError
+from sqlalchemy.exc import DBAPIError, OperationalError
+from werkzeug.exceptions import HTTPException
+
+from .extensions import db
+
+log = logging.getLogger(__name__)
+
+
+class APIError(Exception):
+    def __init__(self, status: int, code: str, message: str, fields: dict | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.fields = status, code, message, fields
+
+
+def error_response(status: int, code: str, message: str, fields: dict | None = None):
+    body = {"code": code, "message": message}
+    if fields:
+        body["fields"] = fields
+    return jsonify({"error": body}), status
+
+
+def not_found(what: str = "resource") -> APIError:
+    return APIError(404, "not_found", f"{what} not found")
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(APIError)
+    def _api_error(e: APIError):
+        return error_response(e.status, e.code, e.message, e.fields)
+
+    @app.errorhandler(RateLimitExceeded)
+    def _rate_limited(e: RateLimitExceeded):
+        resp, status = error_response(429, "rate_limited", f"too many attempts: {e.description}")
+        return resp, status
+
+    @app.errorhandler(HTTPException)
+    def _http_error(e: HTTPException):
+        code = (e.name or "error").lower().replace(" ", "_")
+        return error_response(e.code or 500, code, e.description or e.name)
+
+    # A dependency that is down is the server's temporary trouble, not a bug: 503, retryable.
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(redis.exceptions.ConnectionError)
+    @app.errorhandler(redis.exceptions.TimeoutError)
+    @app.errorhandler(BrokerError)
+    def _unavailable(e: Exception):
+        db.session.rollback()
+        log.warning("dependency unavailable: %s", e)
+        resp, status = error_response(503, "unavailable", "a backing service is unavailable")
+        resp.headers["Retry-After"] = "2"
+        return resp, status
+
+    @app.errorhandler(DBAPIError)
+    def _db_error(e: DBAPIError):
+        db.session.rollback()
+        if getattr(e, "connection_invalidated", False):
+            return _unavailable(e)
+        log.exception("database error")
+        return error_response(500, "internal_error", "internal server error")
+
+    @app.errorhandler(Exception)
+    def _unexpected(e: Exception):
+        db.session.rollback()
+        log.exception("unhandled error")
+        return error_response(500, "internal_error", "internal server error")

@@ -1,0 +1,183 @@
+"""The schema. Relations (likes, collects, shares, comments) are the source of truth;
+the *_count columns are caches that the Celery count tasks recompute from them."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .extensions import db
+
+ACTIONS = ("like", "collect", "share")
+TARGET_TYPES = ("post", "article", "post_comment", "article_comment")
+
+
+class User(db.Model):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(32), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class _Content:
+    """Columns shared by posts and articles."""
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    title: Mapped[str] = mapped_column(String(200))
+    content: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), index=True
+    )
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+    views_count: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    likes_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    collects_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    shares_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    comments_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Recomputed periodically on the cpu queue; orders `sort=hot`.
+    hot_score: Mapped[float] = mapped_column(Float, default=0.0, server_default="0", index=True)
+
+
+class Post(_Content, db.Model):
+    __tablename__ = "posts"
+
+    author_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    author: Mapped[User] = relationship(lazy="joined")
+
+
+class Article(_Content, db.Model):
+    __tablename__ = "articles"
+
+    author_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    author: Mapped[User] = relationship(lazy="joined")
+    # Rendered from `content` (Markdown) by the cpu queue; null until then.
+    content_html: Mapped[str | None] = mapped_column(Text)
+    excerpt: Mapped[str | None] = mapped_column(Text)
+    reading_minutes: Mapped[int | None] = mapped_column(Integer)
+    # Bumped on every content change, so that a late render of old content is discarded.
+    revision: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+
+
+class PostComment(db.Model):
+    __tablename__ = "post_comments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"))
+    author_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    author: Mapped[User] = relationship(lazy="joined")
+    content: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    likes_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+    __table_args__ = (Index("ix_post_comments_post_id_id", "post_id", "id"),)
+
+
+class ArticleComment(db.Model):
+    __tablename__ = "article_comments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"))
+    author_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    author: Mapped[User] = relationship(lazy="joined")
+    content: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    likes_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+    __table_args__ = (Index("ix_article_comments_article_id_id", "article_id", "id"),)
+
+
+class Reaction(db.Model):
+    """One like, collect or share by one user of exactly one target.
+
+    Each target kind has its own nullable foreign key (so deleting a target cascades) and its own
+    unique constraint (so "one like per user and target" holds in the schema, not in a route)."""
+
+    __tablename__ = "reactions"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    action: Mapped[str] = mapped_column(Enum(*ACTIONS, name="reaction_action"))
+    post_id: Mapped[int | None] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"))
+    article_id: Mapped[int | None] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"))
+    post_comment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("post_comments.id", ondelete="CASCADE")
+    )
+    article_comment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("article_comments.id", ondelete="CASCADE")
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint(
+            "num_nonnulls(post_id, article_id, post_comment_id, article_comment_id) = 1",
+            name="one_target",
+        ),
+        CheckConstraint(
+            "(post_comment_id IS NULL AND article_comment_id IS NULL) OR action = 'like'",
+            name="comments_take_likes_only",
+        ),
+        UniqueConstraint("user_id", "action", "post_id"),
+        UniqueConstraint("user_id", "action", "article_id"),
+        UniqueConstraint("user_id", "action", "post_comment_id"),
+        UniqueConstraint("user_id", "action", "article_comment_id"),
+        Index("ix_reactions_post", "post_id", "action", postgresql_where="post_id IS NOT NULL"),
+        Index(
+            "ix_reactions_article", "article_id", "action",
+            postgresql_where="article_id IS NOT NULL",
+        ),
+        Index(
+            "ix_reactions_post_comment", "post_comment_id",
+            postgresql_where="post_comment_id IS NOT NULL",
+        ),
+        Index(
+            "ix_reactions_article_comment", "article_comment_id",
+            postgresql_where="article_comment_id IS NOT NULL",
+        ),
+    )
+
+
+class ViewBatch(db.Model):
+    """A flushed batch of buffered views, recorded in the same transaction that applies it,
+    so that a flush retried after a crash never counts the same views twice."""
+
+    __tablename__ = "view_batches"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    applied_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), index=True
+    )
+
+
+# What each target kind of the API maps to: its model, the reaction column, and what it counts.
+CONTENT_MODELS = {"post": Post, "article": Article}
+COMMENT_MODELS = {"post": PostComment, "article": ArticleComment}
+TARGET_MODELS = {
+    "post": Post,
+    "article": Article,
+    "post_comment": PostComment,
+    "article_comment": ArticleComment,
+}
+REACTION_COLUMN = {
+    "post": "post_id",
+    "article": "article_id",
+    "post_comment": "post_comment_id",
+    "article_comment": "article_comment_id",
+}

@@ -1,0 +1,111 @@
+"""Celery tasks: thin wrappers that call the logic in counting, rendering and ranking and
+push what changed to Socket.IO clients through the Redis message queue."""
+from __future__ import annotations
+
+from celery import shared_task
+from sqlalchemy import text
+
+from . import counting, ranking, rendering
+from .celery_setup import IDEMPOTENT, RETRY_KWARGS
+from .extensions import db, redis_client
+from .realtime import emit
+
+COUNTER = {**RETRY_KWARGS, **IDEMPOTENT}
+
+
+def _content_counts(kind: str, content_id: int) -> None:
+    counts = counting.recompute_content_counts(db.session, kind, content_id)
+    if counts is not None:
+        emit.counts(kind, content_id, counts)
+
+
+def _comment_likes(kind: str, comment_id: int) -> None:
+    result = counting.recompute_comment_likes(db.session, kind, comment_id)
+    if result is not None:
+        parent_id, likes = result
+        emit.comment_counts(kind, parent_id, comment_id, likes)
+
+
+@shared_task(**COUNTER)
+def update_post_counts(post_id: int) -> None:
+    """Likes, collects, shares and comments of a post, from their rows."""
+    _content_counts("post", post_id)
+
+
+@shared_task(**COUNTER)
+def update_article_counts(article_id: int) -> None:
+    """Likes, collects, shares and comments of an article, from their rows."""
+    _content_counts("article", article_id)
+
+
+@shared_task(**COUNTER)
+def update_post_comment_likes_count(comment_id: int) -> None:
+    _comment_likes("post", comment_id)
+
+
+@shared_task(**COUNTER)
+def update_article_comment_likes_count(comment_id: int) -> None:
+    _comment_likes("article", comment_id)
+
+
+@shared_task(**COUNTER)
+def flush_view_counts() -> int:
+    """Write every buffered view (posts and articles) to PostgreSQL, exactly once."""
+    changed = counting.flush_views(redis_client(), db.session)
+    for kind, items in changed.items():
+        for content_id, counts in items.items():
+            emit.counts(kind, content_id, counts)
+    return sum(len(items) for items in changed.values())
+
+
+@shared_task(**COUNTER)
+def update_post_view_count(post_id: int | None = None) -> int:
+    """Flush buffered views; scheduled (at most once a second) by the first view of a post
+    after a flush. Flushes every buffered view, not only post_id's."""
+    return flush_view_counts()
+
+
+@shared_task(**COUNTER)
+def update_article_view_count(article_id: int | None = None) -> int:
+    return flush_view_counts()
+
+
+@shared_task(**COUNTER)
+def render_article(article_id: int) -> bool:
+    """Markdown -> sanitized HTML, excerpt, reading time (cpu queue). A render of content that
+    changed meanwhile is discarded; the change enqueued its own render."""
+    row = db.session.execute(
+        text("SELECT content, revision FROM articles WHERE id = :id"), {"id": article_id}
+    ).one_or_none()
+    if row is None:
+        return False
+    content, revision = row
+    rendered = rendering.render_article(content)
+    done = db.session.execute(
+        text(
+            """UPDATE articles SET content_html = :content_html, excerpt = :excerpt,
+                      reading_minutes = :reading_minutes
+               WHERE id = :id AND revision = :revision"""
+        ),
+        {**rendered, "id": article_id, "revision": revision},
+    ).rowcount
+    db.session.commit()
+    if done:
+        emit.rendered(article_id)
+    return bool(done)
+
+
+@shared_task(**COUNTER)
+def recompute_hot_scores() -> int:
+    """Front-page hot scores of recent posts and articles (cpu queue, every minute)."""
+    return sum(ranking.recompute_hot_scores(db.session, kind) for kind in ("post", "article"))
+
+
+@shared_task(**RETRY_KWARGS)
+def broadcast_comment(kind: str, content_id: int, comment: dict) -> None:
+    emit.comment(kind, content_id, comment)
+
+
+@shared_task(**RETRY_KWARGS)
+def notify_user(user_id: int, notification: dict) -> None:
+    emit.notification(user_id, notification)

@@ -1,0 +1,111 @@
+"""Request bodies and query strings, validated with pydantic in strict mode
+(a JSON string is never silently turned into a number)."""
+from __future__ import annotations
+
+from typing import Annotated, Literal, TypeVar
+
+from flask import request
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import APIError
+
+MAX_ID = 2**31 - 1  # PostgreSQL integer keys
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL; reject it here rather than fail in the database.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_nul), AfterValidator(_not_blank)]
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+
+class Credentials(Body):
+    username: Annotated[str, Field(min_length=3, max_length=32, pattern=r"^[A-Za-z0-9_]+$")]
+    password: Annotated[str, Field(min_length=8, max_length=128), AfterValidator(_no_nul)]
+
+
+class LoginBody(Body):
+    username: Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_no_nul)]
+    password: Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_no_nul)]
+
+
+class ContentCreate(Body):
+    title: Annotated[Text, Field(min_length=1, max_length=200)]
+    content: Annotated[Text, Field(min_length=1, max_length=20000)]
+
+
+class ContentUpdate(Body):
+    title: Annotated[Text, Field(min_length=1, max_length=200)] | None = None
+    content: Annotated[Text, Field(min_length=1, max_length=20000)] | None = None
+
+
+class CommentCreate(Body):
+    content: Annotated[Text, Field(min_length=1, max_length=5000)]
+
+
+class ActionBody(Body):
+    action: Literal["like", "collect", "share"]
+    target_type: Literal["post", "article", "post_comment", "article_comment"]
+    target_id: Id
+
+
+class PageQuery(BaseModel):
+    # Query strings are text: lax mode parses "2" but still rejects "two" and "1.5".
+    model_config = ConfigDict(extra="ignore")
+    page: Annotated[int, Field(ge=1, le=100_000)] = 1
+    per_page: Annotated[int, Field(ge=1, le=100)] = 20
+
+
+class ListQuery(PageQuery):
+    sort: Literal["new", "hot"] = "new"
+
+
+class Subscription(Body):
+    target_type: Literal["post", "article"]
+    target_id: Id
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _fields(err: ValidationError) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in err.errors():
+        name = ".".join(str(p) for p in item["loc"]) or "body"
+        out.setdefault(name, item["msg"])
+    return out
+
+
+def parse(model: type[M], data) -> M:
+    """Validate data against model; a 422 names each bad field."""
+    if not isinstance(data, dict):
+        raise APIError(400, "invalid_body", "the body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise APIError(422, "validation_error", "invalid input", _fields(err)) from None
+
+
+def json_body(model: type[M]) -> M:
+    data = request.get_json(force=True, silent=True)
+    if data is None:
+        raise APIError(400, "invalid_json", "the body must be valid JSON")
+    return parse(model, data)
+
+
+def query(model: type[M]) -> M:
+    return parse(model, request.args.to_dict())
