@@ -418,19 +418,21 @@ cmd_down() {
 cmd_test() {
     need_root
     ensure_venv
-    local args=()
+    local args=() paths=()
     while (($#)); do
         case $1 in
             --scale-out) export LAB_SCALE_OUT=1 ;;
+            tests/*) paths+=("$1") ;;
             *) args+=("$1") ;;
         esac
         shift
     done
+    ((${#paths[@]})) || paths=(tests/infra)
     [[ -f $INVENTORY_DIR/hosts.ini ]] || die "no lab inventory: run 'tests/lab/lab.sh up' (make lab) first"
     export LAB_INVENTORY=$INVENTORY_DIR/hosts.ini LAB_SSH_KEY=$SSH_KEY LAB_LB_URL="https://$(host_addr lb1)"
     cd "$REPO"
     say "pytest tests/infra against $LAB_INVENTORY${LAB_SCALE_OUT:+ (with scale-out)}"
-    pytest tests/infra -p no:cacheprovider --ansible-inventory="$LAB_INVENTORY" "${args[@]}"
+    pytest "${paths[@]}" -p no:cacheprovider --ansible-inventory="$LAB_INVENTORY" "${args[@]}"
 }
 
 cmd_status() {

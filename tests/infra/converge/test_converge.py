@@ -1,0 +1,41 @@
+"""The playbook converges: on the provisioned lab a second run changes nothing, and check mode
+with diff reports no change and no failure."""
+import os
+import re
+import subprocess
+
+import pytest
+
+from conftest import INVENTORY, REPO
+
+RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+
+
+def run_playbook(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
+    return subprocess.run(["ansible-playbook", "-i", str(INVENTORY.parent), "site.yml", *args],
+                          cwd=REPO / "ansible", env=env, capture_output=True, text=True,
+                          timeout=900)
+
+
+def changed_tasks(output: str) -> list[str]:
+    """'TASK name -> host' for every task reported changed (for a readable failure)."""
+    found, task = [], None
+    for line in output.splitlines():
+        if line.startswith("TASK ["):
+            task = line[6:].split("]")[0]
+        elif line.startswith("changed: ["):
+            found.append(f"{task} -> {line[10:].split(']')[0]}")
+    return found
+
+
+@pytest.mark.parametrize("mode, args", [("second run", []), ("check mode", ["--check", "--diff"])])
+def test_playbook_reports_no_change(mode, args):
+    """site.yml on the converged lab: changed=0, failed=0, unreachable=0 on every host."""
+    result = run_playbook(*args)
+    recap = RECAP.findall(result.stdout)
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
+    assert recap, result.stdout[-3000:]
+    for host, ok, changed, unreachable, failed in recap:
+        assert (changed, unreachable, failed) == ("0", "0", "0"), (
+            f"{mode}: {host} changed={changed} failed={failed}: {changed_tasks(result.stdout)}")

@@ -1,0 +1,71 @@
+"""The load balancer: nginx installed, running, configured with every web instance upstream."""
+import re
+
+import pytest
+import requests
+
+from conftest import LB_URL, web_ports
+
+testinfra_hosts = ["ansible://lb"]
+
+
+def test_nginx_is_installed(host):
+    """Debian's nginx package is installed."""
+    assert host.package("nginx").is_installed
+
+
+def test_nginx_is_running_and_enabled(host):
+    """nginx runs now and starts at boot."""
+    service = host.service("nginx")
+    assert service.is_running
+    assert service.is_enabled
+
+
+def test_nginx_configuration_is_valid(host):
+    """nginx -t accepts the configuration."""
+    host.run_expect([0], "nginx -t")
+
+
+@pytest.mark.parametrize("port", [80, 443])
+def test_nginx_listens_for_clients(host, port):
+    """HTTP and HTTPS are open on the load balancer."""
+    assert host.socket(f"tcp://0.0.0.0:{port}").is_listening or \
+        host.socket(f"tcp://{host.ansible.get_variables()['ansible_host']}:{port}").is_listening
+
+
+def test_upstreams_list_every_web_instance(host, lab_host, inventory):
+    """Every upstream block names exactly the instances of every web host (one per core)."""
+    expected = {f"{inventory['addresses'][web]}:{port}"
+                for web in inventory["groups"]["web"] for port in web_ports(lab_host(web))}
+    config = host.check_output("nginx -T 2>/dev/null")
+    upstreams = re.findall(r"upstream\s+(\S+)\s*\{(.*?)\}", config, re.S)
+    assert upstreams
+    for name, body in upstreams:
+        servers = set(re.findall(r"^\s*server\s+([\d.]+:\d+)", body, re.M))
+        assert servers == expected, name
+
+
+def test_socketio_is_routed_by_client_address(host):
+    """The upstream used for /socket.io/ hashes on the client address (sticky sessions)."""
+    config = host.check_output("nginx -T 2>/dev/null")
+    assert re.search(r"hash\s+\$remote_addr\s+consistent", config)
+    assert "least_conn" in config
+
+
+def test_http_is_redirected_to_https():
+    """A plain HTTP request is redirected to the HTTPS site."""
+    r = requests.get(LB_URL.replace("https://", "http://") + "/api/posts", allow_redirects=False,
+                     timeout=10)
+    assert r.status_code in (301, 308)
+    assert r.headers["Location"].startswith("https://")
+
+
+def test_https_hides_the_version_and_sends_security_headers():
+    """Responses say only "nginx" and carry the security headers."""
+    r = requests.get(LB_URL + "/api/posts", verify=False, timeout=10)
+    assert r.status_code == 200
+    assert r.headers.get("Server") == "nginx"
+    for header in ("Strict-Transport-Security", "X-Content-Type-Options"):
+        assert header in r.headers, header
+    assert "X-Frame-Options" in r.headers or "frame-ancestors" in r.headers.get(
+        "Content-Security-Policy", "")

@@ -1,0 +1,84 @@
+"""Small network probes run ON a lab host with its own python3 (no client packages needed):
+they speak just enough of the Redis and PostgreSQL protocols to show what a client gets."""
+from __future__ import annotations
+
+import json
+from urllib.parse import urlsplit
+
+_REDIS = r'''
+import json, socket, sys
+a = json.loads(sys.argv[1])
+s = socket.create_connection((a["host"], a["port"]), 5)
+f = s.makefile("rb")
+def send(args):
+    parts = [b"*%d\r\n" % len(args)]
+    for x in args:
+        x = x.encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(x), x))
+    s.sendall(b"".join(parts))
+def read():
+    line = f.readline().rstrip(b"\r\n")
+    kind, rest = line[:1], line[1:].decode()
+    if kind == b"+": return rest
+    if kind == b"-": return {"error": rest}
+    if kind == b":": return int(rest)
+    if kind == b"$":
+        n = int(rest)
+        return None if n < 0 else f.read(n + 2)[:-2].decode()
+    if kind == b"*":
+        n = int(rest)
+        return None if n < 0 else [read() for _ in range(n)]
+    return {"unexpected": line.decode(errors="replace")}
+replies = []
+for command in a["commands"]:
+    send(command)
+    replies.append(read())
+print(json.dumps(replies))
+'''
+
+_POSTGRES = r'''
+import json, socket, struct, sys
+a = json.loads(sys.argv[1])
+s = socket.create_connection((a["host"], a["port"]), 5)
+params = b"user\0" + a["user"].encode() + b"\0database\0" + a["database"].encode() + b"\0\0"
+s.sendall(struct.pack("!ii", 8 + len(params), 196608) + params)
+def exactly(n):
+    data = b""
+    while len(data) < n:
+        chunk = s.recv(n - len(data))
+        if not chunk: break
+        data += chunk
+    return data
+kind = exactly(1)
+body = exactly(struct.unpack("!i", exactly(4))[0] - 4)
+if kind == b"R":
+    code = struct.unpack("!i", body[:4])[0]
+    print(json.dumps({"authentication": code,
+                      "mechanisms": [m.decode() for m in body[4:].split(b"\0") if m]}))
+elif kind == b"E":
+    fields = {f[:1].decode(): f[1:].decode(errors="replace") for f in body.split(b"\0") if f}
+    print(json.dumps({"error": fields}))
+else:
+    print(json.dumps({"unexpected": kind.decode(errors="replace")}))
+'''
+
+
+def redis(host, address: str, port: int, *commands: list[str]) -> list:
+    """Send Redis commands from `host` to address:port; the decoded replies, in order."""
+    args = json.dumps({"host": address, "port": port, "commands": [list(c) for c in commands]})
+    return json.loads(host.check_output("python3 -c %s %s", _REDIS, args))
+
+
+def redis_login(url: str) -> list[str]:
+    """The AUTH command for the credentials of a redis:// URL."""
+    parts = urlsplit(url)
+    if parts.username:
+        return ["AUTH", parts.username, parts.password or ""]
+    return ["AUTH", parts.password or ""]
+
+
+def postgres_startup(host, address: str, user: str, database: str, port: int = 5432) -> dict:
+    """Open a PostgreSQL session from `host` as `user`: the server's first answer, decoded
+    ({"authentication": 10, "mechanisms": ["SCRAM-SHA-256"]} or {"error": {"C": ..., "M": ...}})."""
+    args = json.dumps({"host": address, "port": port, "user": user, "database": database})
+    return json.loads(host.check_output("python3 -c %s %s", _POSTGRES, args))

@@ -1,0 +1,63 @@
+"""Web hosts: the service user, the virtualenv, unit files and configuration, owners and modes."""
+import hashlib
+
+import pytest
+
+from conftest import REPO, web_ports
+
+testinfra_hosts = ["ansible://web"]
+
+UNIT_FILES = ["synspirit-web@.service", "synspirit-worker@.service", "synspirit-beat.service",
+              "synspirit.target"]
+
+
+def test_service_user_cannot_log_in(host):
+    """The synspirit system user exists, with no login shell."""
+    user = host.user("synspirit")
+    assert user.exists
+    assert user.uid < 1000
+    assert user.shell in ("/usr/sbin/nologin", "/bin/false")
+
+
+def test_application_is_installed_in_the_virtualenv(host):
+    """The synspirit package imports from /opt/synspirit/venv (installed from the wheelhouse)."""
+    assert host.file("/opt/synspirit/venv/bin/python").exists
+    host.run_expect([0], "/opt/synspirit/venv/bin/python -c 'import app, run'")
+    assert host.file("/opt/synspirit/venv").user == "root"
+
+
+def test_virtualenv_is_not_writable_by_the_service_user(host):
+    """The service user cannot change the code it runs."""
+    with host.sudo("synspirit"):
+        assert host.run("test -w /opt/synspirit/venv/bin/python").rc != 0
+
+
+def test_env_files_are_readable_only_by_root_and_the_service_user(host):
+    """Every /etc/synspirit/*.env (they hold secrets) is 0640 root:synspirit."""
+    names = host.check_output("ls /etc/synspirit/").split()
+    env_files = [n for n in names if n.endswith(".env")]
+    assert env_files
+    for name in env_files:
+        f = host.file(f"/etc/synspirit/{name}")
+        assert (f.user, f.group, f.mode) == ("root", "synspirit", 0o640), name
+
+
+@pytest.mark.parametrize("unit", UNIT_FILES)
+def test_unit_files_are_installed_as_they_are_in_the_repository(host, unit):
+    """The unit systemd loads is the repository's file, byte for byte, root-owned 0644."""
+    instance = {"synspirit-web@.service": f"synspirit-web@{web_ports(host)[0]}.service",
+                "synspirit-worker@.service": "synspirit-worker@io.service"}.get(unit, unit)
+    path = host.check_output(f"systemctl show -p FragmentPath --value {instance}")
+    assert path.endswith("/" + unit)
+    f = host.file(path)
+    assert (f.user, f.group, f.mode) == ("root", "root", 0o644)
+    source = REPO / "systemd" / unit
+    if source.exists():
+        assert f.sha256sum == hashlib.sha256(source.read_bytes()).hexdigest()
+
+
+def test_state_directory_belongs_to_the_service_user(host):
+    """/var/lib/synspirit exists and belongs to synspirit."""
+    d = host.file("/var/lib/synspirit")
+    assert d.is_directory
+    assert d.user == "synspirit"

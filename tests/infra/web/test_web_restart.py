@@ -1,0 +1,31 @@
+"""Web hosts: systemd brings a killed service back within seconds."""
+import pytest
+
+from conftest import wait_until
+
+testinfra_hosts = ["ansible://web"]
+
+RESTART_WITHIN = 15  # seconds
+
+
+def main_pid(host, unit) -> int:
+    return int(host.check_output(f"systemctl show -p MainPID --value {unit}"))
+
+
+@pytest.mark.parametrize("unit", ["synspirit-web@8000", "synspirit-worker@io",
+                                  "synspirit-worker@cpu", "synspirit-beat"])
+def test_killed_service_is_restarted(host, unit):
+    """kill -9 of the main process is followed by a new main process, active again."""
+    if unit == "synspirit-beat" and "beat" not in host.ansible.get_variables()["group_names"]:
+        pytest.skip("beat runs on the beat host only")
+    before = main_pid(host, unit)
+    assert before > 0
+    host.run_expect([0], f"kill -9 {before}")
+
+    def back():
+        pid = main_pid(host, unit)
+        active = host.run(f"systemctl is-active {unit}").stdout.strip() == "active"
+        return pid not in (0, before) and active
+
+    assert wait_until(back, RESTART_WITHIN, interval=0.5), host.run(
+        f"systemctl status --no-pager {unit}").stdout
