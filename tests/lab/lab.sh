@@ -38,6 +38,7 @@ SSH_OPTS=(-i "$SSH_KEY" -o BatchMode=yes -o ConnectTimeout=3 -o StrictHostKeyChe
           -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR)
 
 T0=$(date +%s%N)
+IMAGE_BUILT=0
 elapsed() { local ms=$((($(date +%s%N) - T0) / 1000000)); printf '%d.%d' $((ms / 1000)) $((ms % 1000 / 100)); }
 say()  { printf '\033[1m[lab %6ss]\033[0m %s\n' "$(elapsed)" "$*"; }
 die()  { printf '[lab] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -87,6 +88,7 @@ ensure_venv() {
 # ---------------------------------------------------------------- image and host copies
 build_base() {
     [[ -f $BASE/.lab-complete ]] && { say "base image cached: $BASE"; return; }
+    IMAGE_BUILT=1
     say "building the Debian 12 base image with mmdebstrap (once)"
     rm -rf "$BASE" "$BASE.tmp"
     mkdir -p "$LAB_DIR"
@@ -145,6 +147,23 @@ EOF
     install -d -m 0700 "$root/root/.ssh"
     install -m 0600 "$SSH_KEY.pub" "$root/root/.ssh/authorized_keys"
     echo "$name $addr" >"$root/.lab-host"
+}
+
+# LAB_WEB_HOSTS smaller than what runs: the web hosts beyond it go away.
+remove_extra_web_hosts() {
+    local dir name extra=()
+    shopt -s nullglob
+    for dir in "$HOSTS_DIR"/web*; do
+        name=$(basename "$dir")
+        topology | grep -q "^$name " || extra+=("$name")
+    done
+    ((${#extra[@]})) || return 0
+    say "LAB_WEB_HOSTS=$(web_count): removing ${extra[*]}"
+    stop_hosts "${extra[@]}"
+    for name in "${extra[@]}"; do
+        mountpoint -q "$HOSTS_DIR/$name/root" && umount "$HOSTS_DIR/$name/root"
+        rm -rf "${HOSTS_DIR:?}/$name"
+    done
 }
 
 remove_hosts() {
@@ -337,11 +356,11 @@ run_playbook() {
 }
 
 record_timing() {  # KIND SECONDS
-    python3 - "$TIMINGS" "$1" "$2" "$(web_count)" <<'EOF'
+    python3 - "$TIMINGS" "$1" "$2" "$(web_count)" "$IMAGE_BUILT" <<'EOF'
 import json, sys, datetime, pathlib
 path, kind, seconds, webs = pathlib.Path(sys.argv[1]), sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
 data = json.loads(path.read_text()) if path.exists() else {}
-entry = {"seconds": round(seconds, 1), "web_hosts": webs,
+entry = {"seconds": round(seconds, 1), "web_hosts": webs, "image_built": sys.argv[5] == "1",
          "at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 data[kind] = entry
 data.setdefault("history", []).append({"kind": kind, **entry})
@@ -372,6 +391,7 @@ cmd_up() {
     while read -r name addr; do alive "$RUN/$name.pid" systemd-nspawn || fresh=1; done < <(topology)
     build_base
     ensure_ssh_key
+    remove_extra_web_hosts
     bridge_up
     proxy_up
     while read -r name addr; do make_host "$name" "$addr"; done < <(topology)
