@@ -1,13 +1,15 @@
 """SynSpirit: a self-hosted knowledge community."""
 from __future__ import annotations
 
-from flask import Flask
-from werkzeug.middleware.proxy_fix import ProxyFix
 
-from .config import load_config
+def create_app(config: dict | None = None):
+    # Imports live here so that importing the package is free: celery_utils and run.py must be
+    # able to patch the standard library with gevent before Flask and its friends are loaded.
+    from flask import Flask
+    from werkzeug.middleware.proxy_fix import ProxyFix
 
+    from .config import load_config
 
-def create_app(config: dict | None = None) -> Flask:
     app = Flask(__name__)
 
     # Configuration: the environment, then explicit overrides (tests).

@@ -6,19 +6,9 @@ worker is left unpatched: its pool's supervisor threads deadlock under monkey-pa
 here: a patched prefork worker never took a task from the cpu queue)."""
 import sys
 
+from .worker_pool import pool_from_argv
 
-def _pool(argv: list[str]) -> str | None:
-    for i, arg in enumerate(argv):
-        if arg in ("-P", "--pool") and i + 1 < len(argv):
-            return argv[i + 1]
-        if arg.startswith("--pool="):
-            return arg.split("=", 1)[1]
-        if arg.startswith("-P") and len(arg) > 2:
-            return arg[2:]
-    return None
-
-
-if _pool(sys.argv) == "gevent":
+if pool_from_argv(sys.argv) == "gevent":
     from gevent import monkey
 
     monkey.patch_all()
