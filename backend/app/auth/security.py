@@ -50,11 +50,17 @@ def verify_password(password_hash: str | None, password: str) -> bool:
     return _verify(hasher, password_hash, password)
 
 
-def _verify(hasher: PasswordHasher, password_hash: str, password: str) -> bool:
+def _check(hasher: PasswordHasher, password_hash: str, password: str) -> bool:
+    # Runs in the thread pool: answer with a bool rather than raise (gevent would log the
+    # exception of every wrong password as a traceback).
     try:
-        return bool(_off_loop(hasher.verify, password_hash, password))
+        return hasher.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+def _verify(hasher: PasswordHasher, password_hash: str, password: str) -> bool:
+    return bool(_off_loop(_check, hasher, password_hash, password))
 
 
 def _serializer() -> URLSafeTimedSerializer:
