@@ -35,7 +35,7 @@ def pytest_collection_modifyitems(config, items):
 
 def load_inventory() -> dict:
     """The inventory as Ansible sees it: {"groups": {group: [hosts]}, "addresses": {host: ip}}."""
-    out = subprocess.run(["ansible-inventory", "-i", str(INVENTORY.parent), "--list"],
+    out = subprocess.run(["ansible-inventory", "-i", str(INVENTORY), "--list"],
                          check=True, capture_output=True, text=True).stdout
     data = json.loads(out)
     hostvars = data["_meta"]["hostvars"]

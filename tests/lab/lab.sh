@@ -31,6 +31,8 @@ PROXY_PORT=3128
 PROXY_URL=http://$BRIDGE_ADDR:$PROXY_PORT
 SUITE=bookworm
 # What a minimal Debian server has; the roles install everything else through the apt proxy.
+# mmdebstrap empties apt's lists; their folder is dated 1970 so that apt's cache_valid_time
+# sees them as stale (as on a server installed long ago), not as fresh and empty.
 BASE_PACKAGES=systemd,systemd-sysv,dbus,iproute2,openssh-server,python3,python3-apt,sudo,ca-certificates,procps
 HOST_TOOLS=(mmdebstrap:mmdebstrap systemd-nspawn:systemd-container tinyproxy:tinyproxy-bin
             ssh:openssh-client ssh-keygen:openssh-client ip:iproute2 setsid:util-linux)
@@ -95,6 +97,7 @@ build_base() {
     mmdebstrap --variant=minbase --include="$BASE_PACKAGES" \
         --customize-hook='chroot "$1" systemctl enable systemd-networkd ssh' \
         --customize-hook='rm -f "$1"/etc/ssh/ssh_host_*_key* "$1"/etc/hostname; : > "$1"/etc/machine-id' \
+        --customize-hook='touch -d @0 "$1"/var/lib/apt/lists' \
         "$SUITE" "$BASE.tmp" \
         "deb http://deb.debian.org/debian $SUITE main" \
         "deb http://deb.debian.org/debian $SUITE-updates main" \
@@ -155,7 +158,7 @@ remove_extra_web_hosts() {
     shopt -s nullglob
     for dir in "$HOSTS_DIR"/web*; do
         name=$(basename "$dir")
-        topology | grep -q "^$name " || extra+=("$name")
+        [[ -n $(host_addr "$name") ]] || extra+=("$name")
     done
     ((${#extra[@]})) || return 0
     say "LAB_WEB_HOSTS=$(web_count): removing ${extra[*]}"
@@ -183,7 +186,7 @@ bridge_up() {
         say "creating bridge $BRIDGE ($BRIDGE_ADDR/24)"
         ip link add "$BRIDGE" type bridge
     fi
-    ip addr show dev "$BRIDGE" | grep -q "inet $BRIDGE_ADDR/24" || ip addr add "$BRIDGE_ADDR/24" dev "$BRIDGE"
+    [[ $(ip -o -4 addr show dev "$BRIDGE") == *" $BRIDGE_ADDR/24 "* ]] || ip addr add "$BRIDGE_ADDR/24" dev "$BRIDGE"
     ip link set "$BRIDGE" up
 }
 
@@ -347,9 +350,9 @@ run_playbook() {
         say "ansible/site.yml does not exist yet: hosts are up, nothing converged"
         return 0
     fi
-    say "ansible-playbook -i inventories/lab site.yml (log: $log)"
+    say "ansible-playbook -i inventories/lab/hosts.ini site.yml (log: $log)"
     (cd "$REPO/ansible" && ANSIBLE_FORCE_COLOR=${ANSIBLE_FORCE_COLOR:-1} \
-        ansible-playbook -i inventories/lab site.yml "$@") 2>&1 | tee "$log"
+        ansible-playbook -i inventories/lab/hosts.ini site.yml "$@") 2>&1 | tee "$log"
     local rc=${PIPESTATUS[0]}
     ln -sf "$(basename "$log")" "$RUN/ansible-last.log"
     ((rc == 0)) || die "ansible-playbook failed (rc=$rc), see $log"

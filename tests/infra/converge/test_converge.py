@@ -13,7 +13,7 @@ RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s
 
 def run_playbook(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
-    return subprocess.run(["ansible-playbook", "-i", str(INVENTORY.parent), "site.yml", *args],
+    return subprocess.run(["ansible-playbook", "-i", str(INVENTORY), "site.yml", *args],
                           cwd=REPO / "ansible", env=env, capture_output=True, text=True,
                           timeout=900)
 
