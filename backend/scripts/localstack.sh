@@ -80,7 +80,7 @@ _ls_pg_running() {
     local bin
     bin=$(ls_pg_bindir) || return 1
     [[ -f "$LS_PGDATA/PG_VERSION" ]] || return 1
-    runuser -u postgres -- "$bin/pg_ctl" -D "$LS_PGDATA" status >/dev/null 2>&1
+    runuser -u postgres -- "$bin/pg_ctl" -D "$(readlink -f "$LS_PGDATA")" status >/dev/null 2>&1
 }
 
 _ls_redis_pid() {
@@ -99,26 +99,31 @@ _ls_redis_running() {
 _ls_psql() {  # superuser psql over the private socket: _ls_psql SQL...
     local bin
     bin=$(ls_pg_bindir)
-    runuser -u postgres -- "$bin/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_SOCKDIR" -p "$PG_PORT" \
+    PGOPTIONS="-c client_min_messages=warning" runuser -u postgres -- "$bin/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_SOCKDIR" -p "$PG_PORT" \
         -U postgres -d postgres "$@"
 }
 
 # --- PostgreSQL ---------------------------------------------------------------------------
 
 # Make sure the postgres user can reach LS_PGDATA; if it cannot traverse LS_DIR, put the
-# cluster under /var/tmp and leave a symlink.
+# cluster (and its log) under /var/tmp and leave a symlink. Sets LS_PGLOG.
 _ls_pg_place() {
-    if [[ -L "$LS_PGDATA" || -d "$LS_PGDATA" ]]; then
-        return 0
+    if [[ ! -L "$LS_PGDATA" && ! -d "$LS_PGDATA" ]]; then
+        if runuser -u postgres -- test -x "$LS_DIR"; then
+            install -d -o postgres -g postgres -m 0700 "$LS_PGDATA"
+        else
+            local alt
+            alt="/var/tmp/synspirit-pg-$(printf '%s' "$LS_DIR" | sha256sum | cut -c1-12)"
+            ss_log "the postgres user cannot traverse $LS_DIR; keeping PostgreSQL data in $alt (symlinked from $LS_PGDATA)"
+            install -d -o postgres -g postgres -m 0700 "$alt" "$alt/data"
+            ln -s "$alt/data" "$LS_PGDATA"
+        fi
     fi
-    if runuser -u postgres -- test -x "$LS_DIR"; then
-        install -d -o postgres -g postgres -m 0700 "$LS_PGDATA"
+    if [[ -L "$LS_PGDATA" ]]; then
+        LS_PGLOG="$(dirname "$(readlink -f "$LS_PGDATA")")/postgresql.log"
+        ln -sfn "$LS_PGLOG" "$LS_LOGS/postgresql.log"
     else
-        local alt
-        alt="/var/tmp/synspirit-pg-$(printf '%s' "$LS_DIR" | sha256sum | cut -c1-12)"
-        ss_log "the postgres user cannot traverse $LS_DIR; keeping PostgreSQL data in $alt (symlinked from $LS_PGDATA)"
-        install -d -o postgres -g postgres -m 0700 "$alt"
-        ln -s "$alt" "$LS_PGDATA"
+        LS_PGLOG="$LS_LOGS/postgresql.log"
     fi
 }
 
@@ -164,19 +169,27 @@ _ls_pg_start() {
     chown postgres:postgres "$real/synspirit.conf"
     grep -q "^include_if_exists = 'synspirit.conf'" "$real/postgresql.conf" \
         || echo "include_if_exists = 'synspirit.conf'" >>"$real/postgresql.conf"
-    touch "$LS_LOGS/postgresql.log"
-    chown postgres:postgres "$LS_LOGS/postgresql.log"
+    touch "$LS_PGLOG"
+    chown postgres:postgres "$LS_PGLOG"
     ss_log "starting PostgreSQL on 127.0.0.1:$PG_PORT (data $LS_PGDATA)"
-    runuser -u postgres -- "$bin/pg_ctl" -D "$real" -l "$LS_LOGS/postgresql.log" -w -t 60 start >/dev/null \
-        || { tail -n 30 "$LS_LOGS/postgresql.log" >&2; ss_die "PostgreSQL did not start"; }
+    # Daemons must not inherit our lock (fd 9) nor the caller's stdout (a $(...) pipe).
+    runuser -u postgres -- "$bin/pg_ctl" -D "$real" -l "$LS_PGLOG" -w -t 60 start \
+        </dev/null >>"$LS_LOGS/pg_ctl.log" 2>&1 9>&- \
+        || { cat "$LS_LOGS/pg_ctl.log" >&2; tail -n 30 "$LS_PGLOG" >&2; ss_die "PostgreSQL did not start"; }
     # Role and database (idempotent); password (re)set every start so the state file rules.
-    _ls_psql <<SQL || ss_die "could not create the PostgreSQL role/database"
-SELECT 'CREATE ROLE "$PG_DB" LOGIN' WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$PG_DB') \gexec
-ALTER ROLE "$PG_DB" WITH LOGIN PASSWORD '$PG_PASSWORD';
-SELECT 'CREATE DATABASE "$PG_DB" OWNER "$PG_DB"' WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = '$PG_DB') \gexec
-SQL
+    _ls_pg_role_db
     ((fresh)) && ss_log "created PostgreSQL role and database '$PG_DB'"
     return 0
+}
+
+# The role (named like the database; CREATEDB so that tests can make scratch databases) and
+# its database; idempotent. The password is (re)set so that the state file rules.
+_ls_pg_role_db() {
+    _ls_psql >/dev/null <<SQL || ss_die "could not create the PostgreSQL role/database $PG_DB"
+SELECT 'CREATE ROLE "$PG_DB" LOGIN' WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$PG_DB') \gexec
+ALTER ROLE "$PG_DB" WITH LOGIN CREATEDB PASSWORD '$PG_PASSWORD';
+SELECT 'CREATE DATABASE "$PG_DB" OWNER "$PG_DB"' WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = '$PG_DB') \gexec
+SQL
 }
 
 _ls_pg_stop() {
@@ -184,8 +197,10 @@ _ls_pg_stop() {
     bin=$(ls_pg_bindir) || return 0
     if _ls_pg_running; then
         ss_log "stopping PostgreSQL ($LS_PGDATA)"
-        runuser -u postgres -- "$bin/pg_ctl" -D "$LS_PGDATA" -m fast -w -t 60 stop >/dev/null \
-            || runuser -u postgres -- "$bin/pg_ctl" -D "$LS_PGDATA" -m immediate -w stop >/dev/null || true
+        local real
+        real=$(readlink -f "$LS_PGDATA")
+        runuser -u postgres -- "$bin/pg_ctl" -D "$real" -m fast -w -t 60 stop >/dev/null \
+            || runuser -u postgres -- "$bin/pg_ctl" -D "$real" -m immediate -w stop >/dev/null || true
     fi
 }
 
@@ -215,7 +230,7 @@ EOF
     )
     rm -f "$LS_REDISDIR/redis.pid"
     ss_log "starting Redis on 127.0.0.1:$REDIS_PORT (data $LS_REDISDIR)"
-    redis-server "$LS_REDISDIR/redis.conf" || ss_die "redis-server failed to start"
+    redis-server "$LS_REDISDIR/redis.conf" </dev/null >>"$LS_LOGS/redis.log" 2>&1 9>&- || ss_die "redis-server failed to start"
     local i
     for i in $(seq 1 100); do
         _ls_redis_running && return 0
@@ -281,7 +296,7 @@ ls_start() {
     chmod 0755 "$LS_LOGS"
     # One start at a time per DATADIR.
     exec 9>"$LS_DIR/.localstack.lock"
-    flock 9
+    flock -w 300 9 || ss_die "another localstack.sh start holds $LS_DIR/.localstack.lock"
     _ls_load
     [[ -n "$db" ]] && PG_DB="$db"
     [[ -n "$PG_DB" ]] || PG_DB=synspirit
@@ -291,12 +306,7 @@ ls_start() {
     if [[ "$only" != redis ]]; then
         if _ls_pg_running && [[ -z "$pg_port" || "$pg_port" == "$PG_PORT" ]]; then
             ss_log "reusing PostgreSQL already running on 127.0.0.1:$PG_PORT ($LS_PGDATA)"
-            if [[ -n "$db" ]]; then _ls_psql <<SQL >/dev/null || ss_die "could not create database $PG_DB"
-SELECT 'CREATE ROLE "$PG_DB" LOGIN' WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$PG_DB') \gexec
-ALTER ROLE "$PG_DB" WITH LOGIN PASSWORD '$PG_PASSWORD';
-SELECT 'CREATE DATABASE "$PG_DB" OWNER "$PG_DB"' WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = '$PG_DB') \gexec
-SQL
-            fi
+            _ls_pg_role_db
         else
             _ls_pg_stop
             PG_PORT=$(_ls_pick_port "$pg_port" "$PG_PORT")
