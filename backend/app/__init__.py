@@ -34,6 +34,11 @@ def create_app(config: dict | None = None):
         ping_timeout=20,
     )
 
+    from cachetools import TTLCache
+
+    app.extensions["synspirit_item_cache"] = TTLCache(
+        maxsize=app.config["ITEM_CACHE_SIZE"], ttl=app.config["ITEM_CACHE_TTL"])
+
     from .celery_setup import celery_init_app
 
     celery_init_app(app)

@@ -58,6 +58,11 @@ def load_config() -> dict:
         "ARGON2_TIME_COST": _int("ARGON2_TIME_COST", 3),
         "ARGON2_MEMORY_COST": _int("ARGON2_MEMORY_COST", 65536),
         "ARGON2_PARALLELISM": _int("ARGON2_PARALLELISM", 4),
+        # Per-instance micro-cache of serialized posts/articles: a hot item is read from
+        # PostgreSQL at most once per ITEM_CACHE_TTL seconds per web instance, so its counts may
+        # lag by that much (inside the 2 s promise). Chosen by `make bench` (docs/performance.md).
+        "ITEM_CACHE_TTL": float(os.environ.get("ITEM_CACHE_TTL", "0.5")),
+        "ITEM_CACHE_SIZE": _int("ITEM_CACHE_SIZE", 10000),
         "MAX_CONTENT_LENGTH": 1024 * 1024,
         "RATELIMIT_STORAGE_URI": redis_url,
         "RATELIMIT_KEY_PREFIX": "synspirit:ratelimit",

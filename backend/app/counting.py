@@ -76,14 +76,15 @@ def recompute_comment_likes(session, kind: str, comment_id: int) -> tuple[int, i
     return None if row is None else (row[0], row[1])
 
 
-def record_view(redis, kind: str, content_id: int) -> bool:
-    """Buffer one view. Returns True when the caller should schedule a flush (at most one
-    scheduled flush per kind per FLUSH_DELAY, so views never cost a task each)."""
+def record_view(redis, kind: str, content_id: int) -> tuple[int, bool]:
+    """Buffer one view, in one round trip. Returns the views of this item still buffered
+    (this one included) and whether the caller should schedule a flush (at most one scheduled
+    flush per kind per FLUSH_DELAY, so views never cost a task each)."""
     pipe = redis.pipeline(transaction=False)
     pipe.hincrby(VIEW_BUFFER.format(kind=kind), str(content_id), 1)
     pipe.set(VIEW_FLUSH_SCHEDULED.format(kind=kind), 1, nx=True, px=int(FLUSH_DELAY * 1000))
-    _, first = pipe.execute()
-    return bool(first)
+    pending, first = pipe.execute()
+    return int(pending), bool(first)
 
 
 def pending_views(redis, kind: str, content_id: int) -> int:

@@ -50,17 +50,23 @@ ss_apt_ensure() {
         chmod 0755 "$policy"
         made_policy=1
     fi
-    local rc=0
+    local rc=0 aptlog
+    aptlog=$(mktemp /tmp/synspirit-apt.XXXXXX)
     (
         export DEBIAN_FRONTEND=noninteractive
         if [[ -z "${SS_APT_UPDATED:-}" ]]; then
-            apt-get update -qq >/dev/null || exit 1
+            apt-get update -q || exit 1
         fi
-        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    ) || rc=$?
+        apt-get install -y -q --no-install-recommends "${missing[@]}"
+    ) </dev/null >"$aptlog" 2>&1 || rc=$?
     export SS_APT_UPDATED=1
-    ((made_policy)) && rm -f "$policy"
-    ((rc == 0)) || ss_die "apt-get install failed (exit $rc) for: ${missing[*]}"
+    if ((made_policy)); then rm -f "$policy"; fi
+    if ((rc != 0)); then
+        tail -n 40 "$aptlog" >&2
+        rm -f "$aptlog"
+        ss_die "apt-get install failed (exit $rc) for: ${missing[*]}"
+    fi
+    rm -f "$aptlog"
     ss_log "installed: ${missing[*]}"
 }
 
@@ -75,7 +81,7 @@ ss_ensure_venv() {
     ss_log "creating virtualenv $venv"
     rm -rf "$venv"
     python3 -m venv "$venv"
-    "$venv/bin/python" -m pip install -q --upgrade pip >/dev/null
+    "$venv/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 }
 
 # Run the command "$@" (e.g. a function doing pip installs) only when the hash of the
@@ -91,6 +97,13 @@ ss_stamped() {
         return 0
     fi
     ss_log "installing Python packages into $venv ($name)"
-    "$@" || ss_die "installing Python packages failed ($name)"
+    local piplog
+    piplog=$(mktemp /tmp/synspirit-pip.XXXXXX)
+    if ! "$@" </dev/null >"$piplog" 2>&1; then
+        tail -n 40 "$piplog" >&2
+        rm -f "$piplog"
+        ss_die "installing Python packages failed ($name)"
+    fi
+    rm -f "$piplog"
     echo "$want" >"$stamp"
 }

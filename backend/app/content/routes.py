@@ -3,7 +3,7 @@ from __future__ import annotations
 import logging
 
 import redis.exceptions
-from flask import Blueprint, g, jsonify
+from flask import Blueprint, current_app, g, jsonify
 from sqlalchemy import func, select
 
 from .. import counting, tasks
@@ -44,6 +44,9 @@ def make_blueprint(kind: str) -> Blueprint:
     parent_fk = f"{kind}_id"
     bp = Blueprint(f"{kind}s", __name__, url_prefix=f"/api/{kind}s")
 
+    def cache():
+        return current_app.extensions["synspirit_item_cache"]
+
     def load(item_id: int):
         item = db.session.get(model, item_id) if item_id <= MAX_ID else None
         if item is None:
@@ -79,13 +82,16 @@ def make_blueprint(kind: str) -> Blueprint:
 
     @bp.get("/<int:item_id>")
     def show(item_id: int):
-        item = load(item_id)
-        data = serialize(item)
-        db.session.remove()  # give the connection back before talking to Redis
+        cached = cache().get((kind, item_id))
+        if cached is None:
+            cached = cache()[(kind, item_id)] = serialize(load(item_id))
+            db.session.remove()  # give the connection back before talking to Redis
+        data = {**cached, "counts": {**cached["counts"]}}
         try:
-            if counting.record_view(redis_client(), kind, item_id):
+            pending, schedule = counting.record_view(redis_client(), kind, item_id)
+            if schedule:
                 VIEW_TASK[kind].apply_async((item_id,), countdown=counting.FLUSH_DELAY)
-            data["counts"]["views"] += counting.pending_views(redis_client(), kind, item_id)
+            data["counts"]["views"] += pending
         except (redis.exceptions.RedisError, OSError) as e:
             # Reading must not fail because the view buffer is away; this view is not counted.
             log.warning("view of %s %s not counted: %s", kind, item_id, e)
@@ -108,6 +114,7 @@ def make_blueprint(kind: str) -> Blueprint:
             item.revision += 1
             item.content_html = item.excerpt = item.reading_minutes = None
         db.session.commit()
+        cache().pop((kind, item_id), None)
         if rerender:
             tasks.render_article.delay(item.id)
         return jsonify(serialize(item))
@@ -117,6 +124,7 @@ def make_blueprint(kind: str) -> Blueprint:
     def delete(item_id: int):
         db.session.delete(load_own(item_id))  # comments and reactions go with it (cascade)
         db.session.commit()
+        cache().pop((kind, item_id), None)
         return "", 204
 
     @bp.post("/<int:item_id>/comments")
