@@ -43,7 +43,7 @@ CLEANED=0
 cleanup() {
     ((CLEANED)) && return 0
     CLEANED=1
-    trap '' INT TERM
+    trap '' INT TERM HUP
     local i pid deadline
     if ((${#PIDS[@]})); then
         ss_log "stopping: ${NAMES[*]}"
@@ -72,6 +72,7 @@ cleanup() {
 }
 trap 'cleanup; exit 130' INT
 trap 'cleanup; exit 143' TERM
+trap 'cleanup; exit 129' HUP
 trap 'rc=$?; cleanup; exit $rc' EXIT
 
 # --- 1. virtualenv ---------------------------------------------------------------------------
@@ -134,7 +135,7 @@ run() {
     local name="$1"
     shift
     (cd backend && exec setsid "$@") \
-        > >(trap '' INT TERM; exec sed -u "s/^/[$name] /") 2>&1 </dev/null &
+        > >(trap '' INT TERM HUP; exec sed -u "s/^/[$name] /") 2>&1 </dev/null &
     PIDS+=("$!")
     NAMES+=("$name")
 }

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# `make setup`: the Debian packages the test suites need and the pinned virtualenv .venv.
+# Idempotent and quiet: it only speaks when it installs something.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+# shellcheck source=../backend/scripts/common.sh
+source "$ROOT/backend/scripts/common.sh"
+SS_LOG_PREFIX=bootstrap
+
+# The one list of Debian packages the test suites use:
+#   backend suite: postgresql, redis-server (private instances, backend/scripts/localstack.sh)
+#   lab and infra suites: mmdebstrap, systemd-container (systemd-nspawn hosts), tinyproxy-bin
+#   (apt proxy for the hosts), openssh-client, iproute2 (bridge), rsync, nginx, wrk, curl
+#   the virtualenv: python3, python3-venv
+TEST_DEBS=(
+    python3 python3-venv ca-certificates make
+    postgresql redis-server
+    nginx wrk curl
+    mmdebstrap systemd-container tinyproxy-bin openssh-client iproute2 rsync
+)
+
+ss_apt_ensure "${TEST_DEBS[@]}"
+
+VENV="$ROOT/.venv"
+install_test_env() {
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r tests/requirements.txt \
+        && "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps -e ./backend
+}
+ss_ensure_venv "$VENV"
+ss_stamped "$VENV" tests "tests/requirements.txt backend/requirements.txt backend/pyproject.toml" \
+    install_test_env
