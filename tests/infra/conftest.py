@@ -26,6 +26,10 @@ LB_URL = os.environ.get("LAB_LB_URL", "https://10.77.0.10")
 urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 
 
+def pytest_configure(config):
+    config.addinivalue_line("filterwarnings", "ignore::urllib3.exceptions.InsecureRequestWarning")
+
+
 def pytest_collection_modifyitems(config, items):
     if not INVENTORY.exists():
         skip = pytest.mark.skip(reason=f"no lab inventory at {INVENTORY}: run `make lab` first")
@@ -114,13 +118,21 @@ def wait_until(predicate, timeout: float, interval: float = 0.2):
 
 
 # ------------------------------------------------------------------ the API through nginx
+def lab_session() -> requests.Session:
+    """An HTTP session for the lab: no certificate check, and no proxy or CA bundle from the
+    environment (with trust_env, REQUESTS_CA_BUNDLE would override verify=False)."""
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = False
+    return session
+
+
 class Api:
     """A user of the site, talking to the load balancer."""
 
     def __init__(self, base: str = LB_URL):
         self.base = base
-        self.session = requests.Session()
-        self.session.verify = False
+        self.session = lab_session()
         self.token: str | None = None
         self.user: dict | None = None
 

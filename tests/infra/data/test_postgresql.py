@@ -9,8 +9,8 @@ LOOPBACK = {"127.0.0.1", "::1"}
 
 
 def test_postgresql_is_installed(host):
-    """Debian's postgresql package is installed."""
-    assert host.package("postgresql").is_installed
+    """Debian's PostgreSQL server package (postgresql-NN) is installed."""
+    assert host.package("postgresql-15").is_installed
 
 
 @pytest.mark.parametrize("unit", ["postgresql"])

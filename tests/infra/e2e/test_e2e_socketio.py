@@ -5,7 +5,7 @@ import queue
 import pytest
 import socketio
 
-from conftest import LB_URL
+from conftest import LB_URL, lab_session
 
 
 @pytest.mark.parametrize("transport", ["websocket", "polling"])
@@ -13,7 +13,7 @@ def test_subscriber_receives_counts_after_a_like(alice, bob, transport):
     """A subscriber to a post receives a `counts` event with the new like count."""
     post_id = alice.create_post()
     events: queue.Queue = queue.Queue()
-    client = socketio.Client(ssl_verify=False, reconnection=False)
+    client = socketio.Client(ssl_verify=False, http_session=lab_session(), reconnection=False)
     client.on("counts", events.put)
     client.connect(LB_URL, transports=[transport], auth={"token": alice.token}, wait_timeout=10)
     try:
@@ -34,7 +34,7 @@ def test_many_polling_clients_keep_their_sessions(alice):
     """Several long-polling clients in a row all connect and get acks (no "Invalid session")."""
     post_id = alice.create_post()
     for _ in range(5):
-        client = socketio.Client(ssl_verify=False, reconnection=False)
+        client = socketio.Client(ssl_verify=False, http_session=lab_session(), reconnection=False)
         client.connect(LB_URL, transports=["polling"], wait_timeout=10)
         try:
             for _ in range(3):

@@ -2,9 +2,8 @@
 import re
 
 import pytest
-import requests
 
-from conftest import LB_URL, web_ports
+from conftest import LB_URL, lab_session, web_ports
 
 testinfra_hosts = ["ansible://lb"]
 
@@ -54,15 +53,15 @@ def test_socketio_is_routed_by_client_address(host):
 
 def test_http_is_redirected_to_https():
     """A plain HTTP request is redirected to the HTTPS site."""
-    r = requests.get(LB_URL.replace("https://", "http://") + "/api/posts", allow_redirects=False,
-                     timeout=10)
+    r = lab_session().get(LB_URL.replace("https://", "http://") + "/api/posts",
+                          allow_redirects=False, timeout=10)
     assert r.status_code in (301, 308)
     assert r.headers["Location"].startswith("https://")
 
 
 def test_https_hides_the_version_and_sends_security_headers():
     """Responses say only "nginx" and carry the security headers."""
-    r = requests.get(LB_URL + "/api/posts", verify=False, timeout=10)
+    r = lab_session().get(LB_URL + "/api/posts", timeout=10)
     assert r.status_code == 200
     assert r.headers.get("Server") == "nginx"
     for header in ("Strict-Transport-Security", "X-Content-Type-Options"):
