@@ -332,14 +332,17 @@ build_wheelhouse() {
         return
     fi
     say "building the wheelhouse on the controller"
-    mkdir -p "$WHEELHOUSE"
-    rm -f "$WHEELHOUSE"/synspirit-*.whl
+    # Built afresh each time so that no wheel of an older pin lingers (a stale extra wheel
+    # would hide a missing pin from the hosts' pip install).
+    rm -rf "$WHEELHOUSE.new"
+    mkdir -p "$WHEELHOUSE.new"
     # (grep: this machine's pip.conf may name find-links folders that do not exist)
-    { "$VENV/bin/pip" wheel -q --no-deps -r "$REPO/backend/requirements.txt" -w "$WHEELHOUSE" &&
-      "$VENV/bin/pip" wheel -q --no-deps "$REPO/backend" -w "$WHEELHOUSE"; } 2>&1 |
+    { "$VENV/bin/pip" wheel -q --no-deps -r "$REPO/backend/requirements.txt" -w "$WHEELHOUSE.new" &&
+      "$VENV/bin/pip" wheel -q --no-deps "$REPO/backend" -w "$WHEELHOUSE.new"; } 2>&1 |
         { grep -v "^WARNING: Location '.*' is ignored" || true; }
     ((PIPESTATUS[0] == 0)) || die "pip wheel failed"
-    rm -rf "$REPO/backend/build"
+    rm -rf "$REPO/backend/build" "$WHEELHOUSE"
+    mv "$WHEELHOUSE.new" "$WHEELHOUSE"
     touch "$stamp"
     say "wheelhouse: $(find "$WHEELHOUSE" -name '*.whl' | wc -l) wheels"
 }
