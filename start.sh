@@ -22,9 +22,9 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$ROOT"
-# shellcheck source=backend/scripts/common.sh
+# shellcheck source-path=SCRIPTDIR/.. source-path=SCRIPTDIR
 source "$ROOT/backend/scripts/common.sh"
-SS_LOG_PREFIX=start.sh
+export SS_LOG_PREFIX=start.sh
 
 VENV="$ROOT/.venv"
 DATA="${SYNSPIRIT_DATA:-$ROOT/.data/dev}"

@@ -5,9 +5,9 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-# shellcheck source=../backend/scripts/common.sh
+# shellcheck source-path=SCRIPTDIR/.. source-path=SCRIPTDIR
 source "$ROOT/backend/scripts/common.sh"
-SS_LOG_PREFIX=bootstrap
+export SS_LOG_PREFIX=bootstrap
 
 # The one list of Debian packages the test suites use:
 #   backend suite: postgresql, redis-server (private instances, backend/scripts/localstack.sh)

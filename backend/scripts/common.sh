@@ -19,8 +19,8 @@ ss_port_in_use() {
 
 # A free loopback TCP port from the unprivileged, non-ephemeral range.
 ss_free_port() {
-    local p i
-    for i in $(seq 1 200); do
+    local p
+    for _ in $(seq 1 200); do
         p=$(( 20000 + (RANDOM * 32768 + RANDOM) % 12000 ))
         if ! ss_port_in_use "$p"; then
             echo "$p"
@@ -76,8 +76,9 @@ ss_ensure_venv() {
     if [[ -x "$venv/bin/python" ]] && "$venv/bin/python" -c 'import sys' 2>/dev/null; then
         return 0
     fi
-    command -v python3 >/dev/null && python3 -c 'import ensurepip, venv' 2>/dev/null \
-        || ss_apt_ensure python3 python3-venv
+    if ! { command -v python3 >/dev/null && python3 -c 'import ensurepip, venv' 2>/dev/null; }; then
+        ss_apt_ensure python3 python3-venv
+    fi
     ss_log "creating virtualenv $venv"
     rm -rf "$venv"
     python3 -m venv "$venv"

@@ -22,13 +22,12 @@
 # DATADIR/logs, DATADIR/localstack.env (ports and passwords, mode 0600).
 
 _LS_HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=common.sh
+# shellcheck source-path=SCRIPTDIR
 source "$_LS_HERE/common.sh"
-
-LS_DEBS=(postgresql redis-server)
 
 ls_pg_bindir() {
     local d
+    # shellcheck disable=SC2012  # plain version directories
     for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
         [[ -x "$d/initdb" && -x "$d/pg_ctl" && -x "$d/postgres" ]] && { echo "$d"; return 0; }
     done
@@ -96,7 +95,8 @@ _ls_redis_running() {
     [[ "$(REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" == PONG ]]
 }
 
-_ls_psql() {  # superuser psql over the private socket: _ls_psql SQL...
+# shellcheck disable=SC2120,SC2119  # SQL comes on stdin; extra psql arguments are optional
+_ls_psql() {  # superuser psql over the private socket, SQL on stdin
     local bin
     bin=$(ls_pg_bindir)
     PGOPTIONS="-c client_min_messages=warning" runuser -u postgres -- "$bin/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_SOCKDIR" -p "$PG_PORT" \
@@ -231,8 +231,7 @@ EOF
     rm -f "$LS_REDISDIR/redis.pid"
     ss_log "starting Redis on 127.0.0.1:$REDIS_PORT (data $LS_REDISDIR)"
     redis-server "$LS_REDISDIR/redis.conf" </dev/null >>"$LS_LOGS/redis.log" 2>&1 9>&- || ss_die "redis-server failed to start"
-    local i
-    for i in $(seq 1 100); do
+    for _ in $(seq 1 100); do
         _ls_redis_running && return 0
         sleep 0.1
     done
@@ -241,11 +240,11 @@ EOF
 }
 
 _ls_redis_stop() {
-    local pid i
+    local pid
     pid=$(_ls_redis_pid) || return 0
     ss_log "stopping Redis ($LS_REDISDIR)"
     kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 100); do
+    for _ in $(seq 1 100); do
         kill -0 "$pid" 2>/dev/null || return 0
         sleep 0.1
     done
@@ -373,7 +372,7 @@ ls_stop() {
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
     set -euo pipefail
-    SS_LOG_PREFIX=localstack
+    export SS_LOG_PREFIX=localstack
     cmd="${1:-}"
     shift || true
     case "$cmd" in
