@@ -339,8 +339,7 @@ build_wheelhouse() {
     # (grep: this machine's pip.conf may name find-links folders that do not exist)
     { "$VENV/bin/pip" wheel -q --no-deps -r "$REPO/backend/requirements.txt" -w "$WHEELHOUSE.new" &&
       "$VENV/bin/pip" wheel -q --no-deps "$REPO/backend" -w "$WHEELHOUSE.new"; } 2>&1 |
-        { grep -v "^WARNING: Location '.*' is ignored" || true; }
-    ((PIPESTATUS[0] == 0)) || die "pip wheel failed"
+        { grep -v "^WARNING: Location '.*' is ignored" || true; } || die "pip wheel failed"
     rm -rf "$REPO/backend/build" "$WHEELHOUSE"
     mv "$WHEELHOUSE.new" "$WHEELHOUSE"
     touch "$stamp"
@@ -348,15 +347,16 @@ build_wheelhouse() {
 }
 
 run_playbook() {
-    local log=$RUN/ansible-$(date +%Y%m%dT%H%M%S).log
+    local log=$RUN/ansible-$(date +%Y%m%dT%H%M%S).log rc=0
     if [[ ! -f $REPO/ansible/site.yml ]]; then
         say "ansible/site.yml does not exist yet: hosts are up, nothing converged"
         return 0
     fi
     say "ansible-playbook -i inventories/lab/hosts.ini site.yml (log: $log)"
+    # profile_tasks: the lab shows where a converge spends its time.
     (cd "$REPO/ansible" && ANSIBLE_FORCE_COLOR=${ANSIBLE_FORCE_COLOR:-1} \
-        ansible-playbook -i inventories/lab/hosts.ini site.yml "$@") 2>&1 | tee "$log"
-    local rc=${PIPESTATUS[0]}
+        ANSIBLE_CALLBACKS_ENABLED=${ANSIBLE_CALLBACKS_ENABLED:-ansible.posix.profile_tasks} \
+        ansible-playbook -i inventories/lab/hosts.ini site.yml "$@") 2>&1 | tee "$log" || rc=$?
     ln -sf "$(basename "$log")" "$RUN/ansible-last.log"
     ((rc == 0)) || die "ansible-playbook failed (rc=$rc), see $log"
 }
