@@ -36,7 +36,8 @@ IDEMPOTENT = {"acks_late": True, "reject_on_worker_lost": True}
 # that is still running. ETA/countdown tasks (the 1 s view flush) stay far below it.
 VISIBILITY_TIMEOUT = 60
 
-CPU_TASKS = ("app.tasks.render_article", "app.tasks.recompute_hot_scores")
+CPU_TASKS = ("app.tasks.render_article", "app.tasks.recompute_hot_scores",
+             "app.tasks.render_pending_articles")
 
 
 def celery_config(flask_config: dict) -> dict:
@@ -44,7 +45,10 @@ def celery_config(flask_config: dict) -> dict:
     return {
         "broker_url": url,
         "result_backend": url,
-        "broker_transport_options": {"visibility_timeout": VISIBILITY_TIMEOUT},
+        # Bounded socket waits: a Redis host that vanished (network cut) fails fast instead of
+        # hanging a web request or a worker.
+        "broker_transport_options": {"visibility_timeout": VISIBILITY_TIMEOUT,
+                                     "socket_connect_timeout": 3, "socket_timeout": 10},
         "result_backend_transport_options": {"visibility_timeout": VISIBILITY_TIMEOUT},
         "broker_pool_limit": 10,
         "broker_connection_retry_on_startup": True,
@@ -73,6 +77,11 @@ def celery_config(flask_config: dict) -> dict:
                             "options": {"expires": 5}},
             "hot-rankings": {"task": "app.tasks.recompute_hot_scores", "schedule": 60.0,
                              "options": {"expires": 55}},
+            # Safety nets for work whose task could not be enqueued (broker away).
+            "reconcile-counts": {"task": "app.tasks.reconcile_counts", "schedule": 60.0,
+                                 "options": {"expires": 55}},
+            "render-pending": {"task": "app.tasks.render_pending_articles", "schedule": 60.0,
+                               "options": {"expires": 55}},
         },
     }
 

@@ -161,3 +161,44 @@ def _apply_batch(session, kind: str, batch_key: str, views: dict[int, int]) -> d
     session.execute(text("DELETE FROM view_batches WHERE applied_at < now() - interval '1 day'"))
     session.commit()
     return {row[0]: dict(zip(COUNT_COLUMNS, row[1:], strict=True)) for row in rows}
+
+
+def reconcile_content_counts(session, kind: str) -> dict[int, dict]:
+    """Repair every post/article whose cached counts differ from its rows (a count task that
+    could not be enqueued, say while the broker restarted). Returns {id: counts} repaired."""
+    table, fk, comments = _content_table(kind), f"{kind}_id", _comment_table(kind)
+    rows = session.execute(text(
+        f"""
+        UPDATE {table} AS t SET likes_count = c.likes, collects_count = c.collects,
+               shares_count = c.shares, comments_count = c.comments
+        FROM (SELECT i.id,
+                (SELECT count(*) FROM reactions r WHERE r.{fk} = i.id AND r.action = 'like')
+                  AS likes,
+                (SELECT count(*) FROM reactions r WHERE r.{fk} = i.id AND r.action = 'collect')
+                  AS collects,
+                (SELECT count(*) FROM reactions r WHERE r.{fk} = i.id AND r.action = 'share')
+                  AS shares,
+                (SELECT count(*) FROM {comments} m WHERE m.{fk} = i.id) AS comments
+              FROM {table} AS i) AS c
+        WHERE t.id = c.id
+          AND (t.likes_count, t.collects_count, t.shares_count, t.comments_count)
+              IS DISTINCT FROM (c.likes, c.collects, c.shares, c.comments)
+        RETURNING t.id, views_count, likes_count, collects_count, shares_count, comments_count
+        """)).all()
+    session.commit()
+    return {row[0]: dict(zip(COUNT_COLUMNS, row[1:], strict=True)) for row in rows}
+
+
+def reconcile_comment_likes(session, kind: str) -> list[tuple[int, int, int]]:
+    """Repair comments whose like count differs from their likes: [(parent, id, likes)]."""
+    fk = f"{kind}_comment_id"
+    rows = session.execute(text(
+        f"""
+        UPDATE {_comment_table(kind)} AS t SET likes_count = c.likes
+        FROM (SELECT m.id, (SELECT count(*) FROM reactions r WHERE r.{fk} = m.id) AS likes
+              FROM {_comment_table(kind)} AS m) AS c
+        WHERE t.id = c.id AND t.likes_count <> c.likes
+        RETURNING t.{kind}_id, t.id, t.likes_count
+        """)).all()
+    session.commit()
+    return [tuple(row) for row in rows]

@@ -45,7 +45,11 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(e: HTTPException):
         code = (e.name or "error").lower().replace(" ", "_")
-        return error_response(e.code or 500, code, e.description or e.name)
+        resp, status = error_response(e.code or 500, code, e.description or e.name)
+        for name, value in e.get_headers():  # e.g. Allow on 405
+            if name.lower() != "content-type":
+                resp.headers[name] = value
+        return resp, status
 
     # A dependency that is down is the server's temporary trouble, not a bug: 503, retryable.
     @app.errorhandler(OperationalError)

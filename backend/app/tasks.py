@@ -101,6 +101,29 @@ def recompute_hot_scores() -> int:
     return sum(ranking.recompute_hot_scores(db.session, kind) for kind in ("post", "article"))
 
 
+@shared_task(**COUNTER)
+def reconcile_counts() -> int:
+    """Periodic safety net: repair any count that differs from its rows (every minute)."""
+    repaired = 0
+    for kind in ("post", "article"):
+        for content_id, counts in counting.reconcile_content_counts(db.session, kind).items():
+            emit.counts(kind, content_id, counts)
+            repaired += 1
+        for parent_id, comment_id, likes in counting.reconcile_comment_likes(db.session, kind):
+            emit.comment_counts(kind, parent_id, comment_id, likes)
+            repaired += 1
+    return repaired
+
+
+@shared_task(**COUNTER)
+def render_pending_articles() -> int:
+    """Periodic safety net: render articles whose render task could not be enqueued."""
+    ids = db.session.execute(text(
+        """SELECT id FROM articles WHERE content_html IS NULL
+           AND updated_at < now() - interval '30 seconds' ORDER BY id LIMIT 100""")).scalars()
+    return sum(render_article(article_id) for article_id in list(ids))
+
+
 @shared_task(**RETRY_KWARGS)
 def broadcast_comment(kind: str, content_id: int, comment: dict) -> None:
     emit.comment(kind, content_id, comment)

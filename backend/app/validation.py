@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Annotated, Literal, TypeVar
 
 from flask import request
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from .errors import APIError
 
@@ -64,10 +65,23 @@ class ActionBody(Body):
 
 
 class PageQuery(BaseModel):
-    # Query strings are text: lax mode parses "2" but still rejects "two" and "1.5".
     model_config = ConfigDict(extra="ignore")
     page: Annotated[int, Field(ge=1, le=100_000)] = 1
     per_page: Annotated[int, Field(ge=1, le=100)] = 20
+
+    @model_validator(mode="before")
+    @classmethod
+    def _digits_only(cls, data):
+        # Query strings are text: plain decimal digits only ("2"; not "+2", " 2", "2.0", "1_0").
+        errors = [InitErrorDetails(type=PydanticCustomError(
+                      "digits", "must be a whole number written with digits"),
+                      loc=(name,), input=data[name])
+                  for name in ("page", "per_page")
+                  if isinstance(data.get(name), str)
+                  and not (data[name].isascii() and data[name].isdigit())]
+        if errors:
+            raise ValidationError.from_exception_data(cls.__name__, errors)
+        return data
 
 
 class ListQuery(PageQuery):

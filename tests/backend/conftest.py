@@ -1,11 +1,16 @@
 """Integration fixtures: real PostgreSQL, Redis, Celery workers (both pools), beat and gunicorn.
 
 Nothing is mocked and no Celery task runs eagerly. Services come from the environment
-(TEST_DATABASE_URL / TEST_REDIS_URL) or, when those are not set, from private instances under
-.data/test started by backend/scripts/localstack.sh (which installs the Debian packages on a
-fresh machine). Every process a fixture starts is stopped at the end of the session, also when
-tests fail, pytest is interrupted (Ctrl-C / SIGTERM) or dies (the children get SIGTERM from the
-kernel when pytest goes away).
+(TEST_DATABASE_URL / TEST_REDIS_URL, used as they are) or, when those are not set, from
+PostgreSQL and Redis instances private to this pytest session, under .data/test/run-<pid>,
+started by backend/scripts/localstack.sh (which installs the Debian packages on a fresh
+machine): every session starts from an empty database and an empty Redis, and sessions running
+at the same time (several people or checkouts on one machine) do not disturb each other.
+
+Every process a fixture starts is stopped at the end of the session, also when tests fail or
+pytest is interrupted (Ctrl-C / SIGTERM). If pytest is killed, gunicorn and Celery get SIGTERM
+from the kernel (pdeathsig), and the next session stops and removes the PostgreSQL/Redis left
+in a dead session's run directory.
 
 Session fixtures:  stack_env (dict of environment variables for the app processes),
                    celery_workers (io: gevent -c 1000; cpu: prefork -c 2), beat,
@@ -13,21 +18,20 @@ Session fixtures:  stack_env (dict of environment variables for the app processe
 Test fixtures:     api (apiclient.API on the server), register_user (-> (user, token)),
                    make_app(**overrides) / app / client (in-process Flask app on the same
                    services), db (a SQLAlchemy Session on the test database).
-Logs: .data/test/logs/*.log; the tail is printed when a process fails to come up.
+Logs: .data/test/logs/<name>-<pid>.log (gunicorn, celery-io, celery-cpu, celery-beat; kept two
+days); PostgreSQL/Redis logs in .data/test/run-<pid>/logs until the next session. The tail of a
+log is printed when its process fails to come up.
 
-Tests never clean tables and never flush Redis: they make unique names (uuid suffixes). The
-private test Redis is emptied once when the session starts, before any worker connects,
-because the database is re-created then too (stale buffered views or rate-limit counters of an
-earlier session would otherwise leak into this one).
+Tests never clean tables and never flush Redis: they make unique names (uuid suffixes).
 """
 from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import os
 import secrets
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -43,6 +47,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BACKEND = ROOT / "backend"
 TESTDATA = ROOT / ".data" / "test"
 LOGS = TESTDATA / "logs"
+RUN_DIR = TESTDATA / f"run-{os.getpid()}"  # this session's PostgreSQL and Redis
 LOCALSTACK = BACKEND / "scripts" / "localstack.sh"
 VENV_BIN = Path(sys.executable).parent
 TEST_DB_NAME = "synspirit_test"
@@ -57,13 +62,16 @@ from apiclient import API  # noqa: E402
 # --- process bookkeeping -------------------------------------------------------------------------
 
 _PROCS: dict[str, tuple[subprocess.Popen, Path]] = {}
-_STACK_STARTED: list[str] = []  # what localstack started for this session (stopped at the end)
+_STACK_STARTED: list[str] = []  # non-empty while this session's RUN_DIR services may run
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: get SIGTERM when pytest dies, even from SIGKILL."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+# `setpriv --pdeathsig TERM` (util-linux): the child gets SIGTERM when pytest dies, even from
+# SIGKILL, so no gunicorn/celery outlives the session (no preexec_fn: pytest may have threads).
+_PDEATHSIG = (["setpriv", "--pdeathsig", "TERM", "--"]
+              if shutil.which("setpriv") and subprocess.run(
+                  ["setpriv", "--pdeathsig", "TERM", "--", "true"], capture_output=True,
+                  check=False).returncode == 0
+              else [])
 
 
 def _tail(path: Path, lines: int = 60) -> str:
@@ -75,14 +83,13 @@ def _tail(path: Path, lines: int = 60) -> str:
 
 def _spawn(name: str, argv: list[str], env: dict) -> subprocess.Popen:
     LOGS.mkdir(parents=True, exist_ok=True)
-    log = LOGS / f"{name}.log"
+    log = LOGS / f"{name}-{os.getpid()}.log"
     with open(log, "ab") as out:
         out.write(f"\n==== {time.strftime('%F %T')} {shlex.join(argv)}\n".encode())
         out.flush()
         proc = subprocess.Popen(
-            argv, cwd=BACKEND, env={**os.environ, **env}, stdin=subprocess.DEVNULL,
+            [*_PDEATHSIG, *argv], cwd=BACKEND, env={**os.environ, **env}, stdin=subprocess.DEVNULL,
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            preexec_fn=_die_with_parent,
         )
     _PROCS[name] = (proc, log)
     return proc
@@ -122,12 +129,38 @@ def _localstack(*args: str) -> dict[str, str]:
     return out
 
 
+def _stop_stack(run_dir: Path, remove: bool) -> None:
+    """Stop the PostgreSQL/Redis of a run directory; remove it (or just its data)."""
+    subprocess.run(["bash", str(LOCALSTACK), "stop", str(run_dir)], capture_output=True,
+                   timeout=120, check=False, stdin=subprocess.DEVNULL)
+    pg = run_dir / "pg"
+    targets = [run_dir] if remove else [run_dir / "redis", pg]
+    if pg.is_symlink():  # data kept under /var/tmp (see localstack.sh)
+        targets.append(pg.resolve().parent)
+    for target in targets:
+        if target.is_symlink():
+            target.unlink()
+        else:
+            shutil.rmtree(target, ignore_errors=True)
+
+
+def _prune_dead_runs() -> None:
+    """Stop and remove what sessions that no longer run left behind; drop old logs."""
+    for run_dir in TESTDATA.glob("run-*"):
+        pid = run_dir.name.removeprefix("run-")
+        if pid.isdigit() and int(pid) != os.getpid() and not Path(f"/proc/{pid}").exists():
+            _stop_stack(run_dir, remove=True)
+    for log in LOGS.glob("*.log"):
+        with contextlib.suppress(OSError):
+            if time.time() - log.stat().st_mtime > 2 * 86400:
+                log.unlink()
+
+
 def _stop_everything() -> None:
     _stop(*list(_PROCS), timeout=10)
-    while _STACK_STARTED:
-        what = _STACK_STARTED.pop()
-        subprocess.run(["bash", str(LOCALSTACK), "stop", str(TESTDATA), what],
-                       capture_output=True, timeout=120, check=False)
+    if _STACK_STARTED:
+        _STACK_STARTED.clear()
+        _stop_stack(RUN_DIR, remove=False)
 
 
 atexit.register(_stop_everything)
@@ -159,7 +192,7 @@ def _free_port() -> int:
 
 def _fail_with_log(name: str, message: str):
     entry = _PROCS.get(name)
-    log = entry[1] if entry else LOGS / f"{name}.log"
+    log = entry[1] if entry else LOGS / f"{name}-{os.getpid()}.log"
     _stop(name)
     pytest.fail(f"{message}\n--- last lines of {log} ---\n{_tail(log)}", pytrace=False)
 
@@ -173,24 +206,17 @@ def stack_env() -> dict[str, str]:
     db_url = os.environ.get("TEST_DATABASE_URL")
     redis_url = os.environ.get("TEST_REDIS_URL")
     if not (db_url and redis_url):
-        args = ["start", str(TESTDATA), "--fast"]
+        TESTDATA.mkdir(parents=True, exist_ok=True)
+        _prune_dead_runs()
+        args = ["start", str(RUN_DIR), "--fast", "--db", TEST_DB_NAME]
         if db_url:
             args += ["--only", "redis"]
         elif redis_url:
             args += ["--only", "pg"]
+        _STACK_STARTED.append(str(RUN_DIR))
         got = _localstack(*args)
-        _STACK_STARTED.extend(got.get("LOCALSTACK_STARTED", "").split())
-        if not db_url:
-            db_url = _localstack("resetdb", str(TESTDATA), TEST_DB_NAME)["DATABASE_URL"]
-        if not redis_url:
-            redis_url = got["REDIS_URL"]
-            import redis
-
-            # Private test instance, no worker connected yet: start from an empty Redis,
-            # as the database is fresh too.
-            client = redis.Redis.from_url(redis_url)
-            client.flushall()
-            client.close()
+        db_url = db_url or got["DATABASE_URL"]
+        redis_url = redis_url or got["REDIS_URL"]
     env = {
         "DATABASE_URL": db_url,
         "REDIS_URL": redis_url,
@@ -206,10 +232,9 @@ def stack_env() -> dict[str, str]:
     if done.returncode != 0:
         pytest.fail(f"migrations failed:\n{done.stdout}\n{done.stderr[-4000:]}", pytrace=False)
     yield env
-    while _STACK_STARTED:
-        what = _STACK_STARTED.pop()
-        subprocess.run(["bash", str(LOCALSTACK), "stop", str(TESTDATA), what],
-                       capture_output=True, timeout=120, check=False)
+    if _STACK_STARTED:
+        _STACK_STARTED.clear()
+        _stop_stack(RUN_DIR, remove=False)
 
 
 def _celery_ping(broker_url: str, names: list[str], timeout: float = 1.0) -> set[str]:
@@ -260,8 +285,10 @@ def celery_workers(stack_env) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def beat(stack_env) -> None:
     """celery beat (the view flush every second, the hot rankings every minute)."""
-    schedule = TESTDATA / "celerybeat-schedule"
-    for leftover in TESTDATA.glob("celerybeat-schedule*"):
+    schedule_dir = RUN_DIR if RUN_DIR.exists() else LOGS
+    schedule_dir.mkdir(parents=True, exist_ok=True)
+    schedule = schedule_dir / f"celerybeat-schedule-{os.getpid()}"
+    for leftover in schedule_dir.glob(f"{schedule.name}*"):
         leftover.unlink()
     proc = _spawn("celery-beat", [str(VENV_BIN / "celery"), "-A", "app.celery_utils", "beat",
                                   "-s", str(schedule), "--loglevel=INFO"], stack_env)

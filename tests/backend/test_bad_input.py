@@ -111,6 +111,12 @@ def _cases():
             (f"{kind}: list page text", "GET", f"{base}?page=two", None, None, 422,
              "validation_error"),
             (f"{kind}: list page 0", "GET", f"{base}?page=0", None, None, 422, "validation_error"),
+            (f"{kind}: list page +2", "GET", f"{base}?page=%2B2", None, None, 422,
+             "validation_error"),
+            (f"{kind}: list page 1.0", "GET", f"{base}?page=1.0", None, None, 422,
+             "validation_error"),
+            (f"{kind}: list per_page 1_0", "GET", f"{base}?per_page=1_0", None, None, 422,
+             "validation_error"),
             (f"{kind}: list bad sort", "GET", f"{base}?sort=random", None, None, 422,
              "validation_error"),
             (f"{kind}: get unknown", "GET", f"{base}/2147483647", None, None, 404, "not_found"),
@@ -179,6 +185,8 @@ def test_bad_input_gets_a_clear_error(world, db, name, method, path, who, body, 
     else:
         resp = api.call(method, path, token=token, json=body)
     assert resp.status_code == status, resp.text
+    if status == 405:
+        assert "GET" in resp.headers["Allow"], "a 405 says which methods are allowed"
     error = resp.json()["error"]
     assert error["code"] == code and error["message"]
     if status == 422:

@@ -214,3 +214,57 @@ def test_twenty_slow_queries_share_one_gevent_worker(api, db):
     assert codes == [200] * 20
     # Serially (a blocking driver) the waits alone would take 20 x 0.2 = 4 s.
     assert elapsed < 1.5, f"20 x 0.2 s took {elapsed:.2f} s: the driver blocks the event loop"
+
+
+def _send(stack_env, task_name: str, queue: str) -> None:
+    """Enqueue a task by name, as beat would, through the real broker."""
+    from celery import Celery
+
+    client = Celery("synspirit-test", broker=stack_env["REDIS_URL"])
+    try:
+        client.send_task(task_name, queue=queue)
+    finally:
+        client.close()
+
+
+def test_the_sweep_repairs_counts_whose_task_was_never_enqueued(api, db, stack_env):
+    """A like stored while the broker was away (no count task) is counted by the periodic
+    reconcile_counts sweep, run here by the real io worker."""
+    author_user, author = api.register()
+    fan_user, _ = api.register()
+    post = api.create("post", author)
+    comment = api.post(f"/api/posts/{post['id']}/comments", token=author,
+                       json={"content": "c"}).json()
+    assert converged(db, "post", post["id"], comments=1)
+    db.execute(text("INSERT INTO reactions (user_id, action, post_id) VALUES (:u, 'like', :p)"),
+               {"u": fan_user["id"], "p": post["id"]})
+    db.execute(text("INSERT INTO reactions (user_id, action, post_comment_id) "
+                    "VALUES (:u, 'like', :c)"), {"u": fan_user["id"], "c": comment["id"]})
+    db.commit()
+    _send(stack_env, "app.tasks.reconcile_counts", "io")
+    assert converged(db, "post", post["id"], likes=1, comments=1)
+
+    def comment_likes():
+        db.rollback()
+        return db.execute(text("SELECT likes_count FROM post_comments WHERE id = :id"),
+                          {"id": comment["id"]}).scalar() == 1
+    assert wait_until(comment_likes, timeout=CONVERGENCE)
+
+
+def test_the_sweep_renders_articles_whose_render_was_never_enqueued(api, db, stack_env):
+    """An article left unrendered (its render task lost) is rendered by the cpu sweep."""
+    _, author = api.register()
+    article = api.create("article", author, content="*swept*")
+    assert wait_until(lambda: api.get(f"/api/articles/{article['id']}").json()["content_html"],
+                      timeout=10)
+    db.execute(text("UPDATE articles SET content_html = NULL, excerpt = NULL, "
+                    "updated_at = now() - interval '1 minute' WHERE id = :id"),
+               {"id": article["id"]})
+    db.commit()
+    _send(stack_env, "app.tasks.render_pending_articles", "cpu")
+
+    def rendered():
+        db.rollback()
+        return db.execute(text("SELECT content_html FROM articles WHERE id = :id"),
+                          {"id": article["id"]}).scalar()
+    assert "<em>swept</em>" in (wait_until(rendered, timeout=10) or "")

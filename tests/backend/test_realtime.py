@@ -157,3 +157,28 @@ def test_malformed_subscriptions_get_an_error_ack_and_keep_the_connection(
     _, author = api.register()
     post = api.create("post", author)
     assert client.call("subscribe", {"target_type": "post", "target_id": post["id"]}) == {"ok": True}
+
+
+def _client_from(origin: str, transport: str) -> socketio.Client:
+    # The websocket client sends its own Origin header unless told which one to send.
+    if transport == "websocket":
+        return socketio.Client(reconnection=False, websocket_extra_options={"origin": origin})
+    return socketio.Client(reconnection=False)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_only_the_configured_origins_may_connect(server, transport):
+    """By default only the server's own origin (or a client sending none) may connect; a page
+    on another origin is refused."""
+    foreign = _client_from("http://evil.example", transport)
+    # Refused at the handshake; python-engineio's websocket-only client reports the refusal
+    # as an empty packet (ValueError) rather than a ConnectionError.
+    with pytest.raises((socketio.exceptions.ConnectionError, ValueError)):
+        foreign.connect(server, transports=[transport], wait_timeout=5,
+                        headers={} if transport == "websocket" else {"Origin": "http://evil.example"})
+    assert not foreign.connected
+    own = _client_from(server, transport)
+    own.connect(server, transports=[transport], wait_timeout=5,
+                headers={} if transport == "websocket" else {"Origin": server})
+    assert own.connected
+    own.disconnect()

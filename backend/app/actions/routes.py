@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 
 from .. import tasks
 from ..auth.security import login_required
-from ..dispatch import recount
+from ..dispatch import enqueue, recount
 from ..errors import APIError, not_found
 from ..extensions import db
 from ..models import REACTION_COLUMN, TARGET_MODELS, Reaction
@@ -50,10 +50,10 @@ def act():
     except IntegrityError:  # the target was deleted meanwhile
         db.session.rollback()
         raise not_found(body.target_type.replace("_", " ")) from None
-    # Always recount: a retry after a 503 must still bring the count up to date.
+    # Always recount: a repeated request must still bring the count up to date.
     recount(body.target_type, body.target_id)
     if created and owner_id != g.user.id:
-        tasks.notify_user.delay(owner_id, {
+        enqueue(tasks.notify_user, owner_id, {
             "kind": body.action, "actor": actor, "target_type": body.target_type,
             "target_id": body.target_id,
         })

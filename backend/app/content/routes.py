@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from .. import counting, tasks
 from ..auth.security import login_required
-from ..dispatch import VIEW_TASK, recount
+from ..dispatch import VIEW_TASK, enqueue, recount
 from ..errors import APIError, not_found
 from ..extensions import db, redis_client
 from ..models import COMMENT_MODELS, CONTENT_MODELS
@@ -70,7 +70,7 @@ def make_blueprint(kind: str) -> Blueprint:
         db.session.add(item)
         db.session.commit()
         if kind == "article":
-            tasks.render_article.delay(item.id)
+            enqueue(tasks.render_article, item.id)
         return jsonify(serialize(item)), 201
 
     @bp.get("")
@@ -90,7 +90,7 @@ def make_blueprint(kind: str) -> Blueprint:
         try:
             pending, schedule = counting.record_view(redis_client(), kind, item_id)
             if schedule:
-                VIEW_TASK[kind].apply_async((item_id,), countdown=counting.FLUSH_DELAY)
+                enqueue(VIEW_TASK[kind], item_id, countdown=counting.FLUSH_DELAY)
             data["counts"]["views"] += pending
         except (redis.exceptions.RedisError, OSError) as e:
             # Reading must not fail because the view buffer is away; this view is not counted.
@@ -116,7 +116,7 @@ def make_blueprint(kind: str) -> Blueprint:
         db.session.commit()
         cache().pop((kind, item_id), None)
         if rerender:
-            tasks.render_article.delay(item.id)
+            enqueue(tasks.render_article, item.id)
         return jsonify(serialize(item))
 
     @bp.delete("/<int:item_id>")
@@ -138,9 +138,9 @@ def make_blueprint(kind: str) -> Blueprint:
         db.session.commit()
         data = comment_json(comment)
         recount(kind, item_id)
-        tasks.broadcast_comment.delay(kind, item_id, data)
+        enqueue(tasks.broadcast_comment, kind, item_id, data)
         if owner_id != g.user.id:
-            tasks.notify_user.delay(owner_id, {
+            enqueue(tasks.notify_user, owner_id, {
                 "kind": "comment", "actor": user_public(g.user), "target_type": kind,
                 "target_id": item_id, "comment": data,
             })
