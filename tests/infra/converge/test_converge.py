@@ -1,8 +1,10 @@
 """The playbook converges: on the provisioned lab a second run changes nothing, and check mode
 with diff reports no change and no failure."""
+import json
 import os
 import re
 import subprocess
+import time
 
 import pytest
 
@@ -11,11 +13,27 @@ from conftest import INVENTORY, REPO
 RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 
 
-def run_playbook(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
-    return subprocess.run(["ansible-playbook", "-i", str(INVENTORY), "site.yml", *args],
-                          cwd=REPO / "ansible", env=env, capture_output=True, text=True,
-                          timeout=900)
+LOGS = REPO / ".cache/lab/run"
+
+
+def run_playbook(mode: str, *args: str) -> subprocess.CompletedProcess:
+    """ansible-playbook site.yml on the lab; its output goes to .cache/lab/run/converge-*.log and
+    its duration to .cache/lab/timings.json."""
+    env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0",
+           "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks"}
+    started = time.monotonic()
+    result = subprocess.run(["ansible-playbook", "-i", str(INVENTORY), "site.yml", *args],
+                            cwd=REPO / "ansible", env=env, capture_output=True, text=True,
+                            timeout=900)
+    seconds = round(time.monotonic() - started, 1)
+    name = mode.replace(" ", "_")
+    LOGS.mkdir(parents=True, exist_ok=True)
+    (LOGS / f"converge-{name}.log").write_text(result.stdout + result.stderr)
+    timings = LOGS.parent / "timings.json"
+    data = json.loads(timings.read_text()) if timings.exists() else {}
+    data[f"playbook_{name}"] = {"seconds": seconds, "rc": result.returncode}
+    timings.write_text(json.dumps(data, indent=2) + "\n")
+    return result
 
 
 def changed_tasks(output: str) -> list[str]:
@@ -32,7 +50,7 @@ def changed_tasks(output: str) -> list[str]:
 @pytest.mark.parametrize("mode, args", [("second run", []), ("check mode", ["--check", "--diff"])])
 def test_playbook_reports_no_change(mode, args):
     """site.yml on the converged lab: changed=0, failed=0, unreachable=0 on every host."""
-    result = run_playbook(*args)
+    result = run_playbook(mode, *args)
     recap = RECAP.findall(result.stdout)
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
     assert recap, result.stdout[-3000:]
