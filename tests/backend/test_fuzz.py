@@ -13,7 +13,8 @@ the database checked: no 5xx, no response outside the documented schema, no inva
   converges to its rows within a few seconds after the fuzzing stops, no reaction points to a
   missing target, no comment lacks its parent, and gunicorn logged no unhandled error.
 
-Bounded: about FUZZ_EXAMPLES generated cases per operation (env SYNSPIRIT_FUZZ_EXAMPLES),
+Bounded: about FUZZ_EXAMPLES generated cases per operation (env SYNSPIRIT_FUZZ_EXAMPLES; 10
+for register/login, SYNSPIRIT_FUZZ_AUTH_EXAMPLES) plus schemathesis's coverage cases,
 deterministic (derandomized) so a failure reproduces. Traffic only to the loopback server.
 """
 from __future__ import annotations
@@ -33,6 +34,9 @@ from sqlalchemy import text
 pytestmark = pytest.mark.usefixtures("celery_workers", "beat")
 
 FUZZ_EXAMPLES = int(os.environ.get("SYNSPIRIT_FUZZ_EXAMPLES", "50"))
+# Register and login hash a password with Argon2id (64 MiB, t=3) per call: fewer generated
+# cases there (their coverage-phase cases all still run).
+AUTH_EXAMPLES = int(os.environ.get("SYNSPIRIT_FUZZ_AUTH_EXAMPLES", "10"))
 STATEFUL_EXAMPLES = int(os.environ.get("SYNSPIRIT_FUZZ_STATEFUL_EXAMPLES", "25"))
 MAX_ID = 2**31 - 1
 LOGS = Path(__file__).resolve().parents[2] / ".data" / "test" / "logs"
@@ -128,12 +132,7 @@ schema.config.generation.update(max_examples=FUZZ_EXAMPLES, deterministic=True)
 _install_hooks(schema)
 
 
-@schema.parametrize()
-@settings(max_examples=FUZZ_EXAMPLES, deadline=None, derandomize=True, database=None,
-          suppress_health_check=list(HealthCheck),
-          phases=[Phase.explicit, Phase.generate])
-def test_every_operation_conforms(case, server, fuzz_world):
-    """No 5xx and nothing outside the documented schema, for any generated request."""
+def _run_case(case, server, fuzz_world) -> None:
     started = time.monotonic()
     try:
         case.call_and_validate(base_url=server,
@@ -144,6 +143,25 @@ def test_every_operation_conforms(case, server, fuzz_world):
         label = case.operation.label
         n, t = STATS["by_operation"].get(label, (0, 0.0))
         STATS["by_operation"][label] = (n + 1, t + took)
+
+
+_FUZZ_SETTINGS = {"deadline": None, "derandomize": True, "database": None,
+                  "suppress_health_check": list(HealthCheck),
+                  "phases": [Phase.explicit, Phase.generate]}
+
+
+@schema.exclude(path_regex="^/api/auth/").parametrize()
+@settings(max_examples=FUZZ_EXAMPLES, **_FUZZ_SETTINGS)
+def test_every_operation_conforms(case, server, fuzz_world):
+    """No 5xx and nothing outside the documented schema, for any generated request."""
+    _run_case(case, server, fuzz_world)
+
+
+@schema.include(path_regex="^/api/auth/").parametrize()
+@settings(max_examples=AUTH_EXAMPLES, **_FUZZ_SETTINGS)
+def test_auth_operations_conform(case, server, fuzz_world):
+    """The same for register and login, with fewer generated cases (Argon2id per call)."""
+    _run_case(case, server, fuzz_world)
 
 
 def test_stateful_workflows(server, fuzz_world):
