@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV  := .venv
 PY    := $(VENV)/bin/python
 
-.PHONY: setup test test-backend lab lab-down test-lab lint start
+.PHONY: setup test test-backend lab lab-down test-lab lint start bench
 
 setup:            ## install Debian packages and the pinned virtualenv (idempotent)
 	tests/bootstrap.sh
@@ -30,3 +30,6 @@ lint: setup
 
 start:
 	./start.sh
+
+bench: setup      ## SynSpirit against its own floor (docs/performance.md); BENCH_ARGS=--quick
+	$(PY) tests/bench/run.py $(BENCH_ARGS)
