@@ -22,6 +22,9 @@ def create_app(config: dict | None = None):
     db.init_app(app)
     migrate.init_app(app, db, directory=str(app.root_path + "/migrations"))
     limiter.init_app(app)
+    from .realtime.limits import BoundedPacket, OversizedPollGuard
+
+    socketio_buffer = 64 * 1024
     socketio.init_app(
         app,
         message_queue=app.config["REDIS_URL"],
@@ -29,7 +32,8 @@ def create_app(config: dict | None = None):
         cors_allowed_origins=app.config["SOCKETIO_CORS_ORIGINS"],
         async_mode="gevent",
         # Malformed or oversized packets close the connection instead of growing memory.
-        max_http_buffer_size=64 * 1024,
+        max_http_buffer_size=socketio_buffer,
+        serializer=BoundedPacket,
         ping_interval=25,
         ping_timeout=20,
     )
@@ -62,6 +66,8 @@ def create_app(config: dict | None = None):
     from .realtime import events  # noqa: F401  (registers the Socket.IO handlers)
 
     register_error_handlers(app)
+
+    app.wsgi_app = OversizedPollGuard(app.wsgi_app, socketio_buffer, socketio.server.eio)
 
     # Behind nginx: trust exactly the configured number of proxies for client address/scheme.
     hops = app.config["TRUSTED_PROXY_COUNT"]

@@ -239,12 +239,6 @@ def _rss_bytes(pid: str) -> int:
     raise AssertionError("no VmRSS")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "python-socketio 5.18.1 buffers every frame after a binary event header announcing up to "
-    "9,999,999,999 attachments (socketio/packet.py accepts 10 digits; server.py "
-    "_handle_eio_message appends each frame): one client grows the worker's memory without "
-    "bound. Fix in the backend, e.g. a Packet subclass capping attachment_count passed as "
-    "SocketIO(serializer=...)."))
 def test_announced_binary_attachments_cannot_grow_memory_without_bound(world, server):
     """A binary event may announce up to 9,999,999,999 attachments (python-socketio accepts
     10 digits); every later frame, each up to 64 KiB, is then buffered as one. A client that
@@ -419,13 +413,6 @@ def test_oversized_polling_posts_are_refused_and_end_the_session(world, server, 
     assert polling_answered_or_closed(http, server, sid, world["post"]) == "closed"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "python-engineio 4.15.1: an oversized polling POST (ContentTooLongError) makes "
-    "handle_request call disconnect(sid) -> Socket.close(wait=True) -> queue.join(), which "
-    "waits for a GET to drain the queue: with no GET pending the POST is never answered and "
-    "holds its greenlet and connection (seen > 30 s). Fix in the backend, e.g. close without "
-    "waiting (socket.close(wait=False)) for that path, or a WSGI guard on Content-Length for "
-    "/socket.io/ POSTs before engine.io sees them."))
 def test_an_oversized_polling_post_is_answered_without_a_pending_get(world, server):
     """A client that POSTs over 64 KiB with no GET pending still gets its 4xx promptly."""
     http, sid = _polling_open(server)
