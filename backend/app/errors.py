@@ -8,6 +8,7 @@ from flask import Flask, jsonify
 from flask_limiter.errors import RateLimitExceeded
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from .extensions import db
@@ -53,6 +54,7 @@ def register_error_handlers(app: Flask) -> None:
 
     # A dependency that is down is the server's temporary trouble, not a bug: 503, retryable.
     @app.errorhandler(OperationalError)
+    @app.errorhandler(PoolTimeout)  # every pooled PostgreSQL connection busy: back off
     @app.errorhandler(redis.exceptions.ConnectionError)
     @app.errorhandler(redis.exceptions.TimeoutError)
     @app.errorhandler(BrokerError)

@@ -38,6 +38,7 @@ def _result(body: ActionBody, active: bool):
 def act():
     body = json_body(ActionBody)
     target = _checked(body)
+    # Read before the commit, which expires the loaded objects (no reload afterwards).
     owner_id, actor = target.author_id, user_public(g.user)
     column = REACTION_COLUMN[body.target_type]
     stmt = (insert(Reaction)
@@ -50,9 +51,10 @@ def act():
     except IntegrityError:  # the target was deleted meanwhile
         db.session.rollback()
         raise not_found(body.target_type.replace("_", " ")) from None
+    db.session.remove()  # give the connection back before talking to the broker
     # Always recount: a repeated request must still bring the count up to date.
     recount(body.target_type, body.target_id)
-    if created and owner_id != g.user.id:
+    if created and owner_id != actor["id"]:
         enqueue(tasks.notify_user, owner_id, {
             "kind": body.action, "actor": actor, "target_type": body.target_type,
             "target_id": body.target_id,
@@ -73,5 +75,6 @@ def undo():
         Reaction.user_id == g.user.id, Reaction.action == body.action,
         column == body.target_id))
     db.session.commit()
+    db.session.remove()
     recount(body.target_type, body.target_id)
     return _result(body, False)

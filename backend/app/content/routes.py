@@ -132,16 +132,17 @@ def make_blueprint(kind: str) -> Blueprint:
     def add_comment(item_id: int):
         body = json_body(CommentCreate)
         item = load(item_id)
-        owner_id = item.author_id
+        owner_id, actor = item.author_id, user_public(g.user)  # before the commit expires them
         comment = comment_model(content=body.content, author=g.user, **{parent_fk: item.id})
         db.session.add(comment)
         db.session.commit()
         data = comment_json(comment)
+        db.session.remove()  # give the connection back before talking to the broker
         recount(kind, item_id)
         enqueue(tasks.broadcast_comment, kind, item_id, data)
-        if owner_id != g.user.id:
+        if owner_id != actor["id"]:
             enqueue(tasks.notify_user, owner_id, {
-                "kind": "comment", "actor": user_public(g.user), "target_type": kind,
+                "kind": "comment", "actor": actor, "target_type": kind,
                 "target_id": item_id, "comment": data,
             })
         return jsonify(data), 201
