@@ -2,16 +2,10 @@
 from __future__ import annotations
 
 import pytest
-from apiclient import API
 from sqlalchemy import text
 from waiting import wait_until
 
 KINDS = ["post", "article"]
-
-
-@pytest.fixture
-def api(server) -> API:
-    return API(server)
 
 
 def test_register_login_and_me(api):

@@ -15,11 +15,6 @@ pytestmark = pytest.mark.usefixtures("celery_workers", "beat")
 CONVERGENCE = 2.0  # seconds: the promise after a burst stops
 
 
-@pytest.fixture
-def api(server) -> API:
-    return API(server)
-
-
 def db_counts(db, table: str, item_id: int) -> dict:
     row = db.execute(text(
         f"SELECT views_count, likes_count, collects_count, shares_count, comments_count "

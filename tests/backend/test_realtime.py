@@ -6,16 +6,10 @@ import queue
 
 import pytest
 import socketio
-from apiclient import API
 
 pytestmark = pytest.mark.usefixtures("celery_workers")
 
 TRANSPORTS = ["websocket", "polling"]
-
-
-@pytest.fixture
-def api(server) -> API:
-    return API(server)
 
 
 class Listener:

@@ -9,17 +9,6 @@ import pytest
 from itsdangerous import URLSafeTimedSerializer
 
 
-@pytest.fixture
-def make_app(stack_env, monkeypatch):
-    for key, value in stack_env.items():
-        monkeypatch.setenv(key, value)
-
-    def make(**overrides):
-        from app import create_app
-        return create_app(overrides)
-    return make
-
-
 def _register(client, name=None, password="long-enough-pw"):
     name = name or f"s{uuid.uuid4().hex[:12]}"
     resp = client.post("/api/auth/register", json={"username": name, "password": password})
