@@ -139,7 +139,7 @@ class Api:
     def request(self, method: str, path: str, **kw) -> requests.Response:
         return self.session.request(method, self.base + path, timeout=10, **kw)
 
-    def register(self) -> "Api":
+    def register(self) -> Api:
         name = f"lab_{secrets.token_hex(5)}"
         for attempt in range(10):  # limit_req on auth endpoints may ask us to slow down
             r = self.request("POST", "/api/auth/register",

@@ -7,7 +7,6 @@ import subprocess
 import time
 
 import pytest
-
 from conftest import INVENTORY, REPO
 
 RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
@@ -54,6 +53,6 @@ def test_playbook_reports_no_change(mode, args):
     recap = RECAP.findall(result.stdout)
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
     assert recap, result.stdout[-3000:]
-    for host, ok, changed, unreachable, failed in recap:
+    for host, _ok, changed, unreachable, failed in recap:
         assert (changed, unreachable, failed) == ("0", "0", "0"), (
             f"{mode}: {host} changed={changed} failed={failed}: {changed_tasks(result.stdout)}")

@@ -2,7 +2,6 @@
 from urllib.parse import urlsplit
 
 import pytest
-
 from conftest import app_env
 from probes import postgres_startup, redis, redis_login
 

@@ -1,6 +1,5 @@
 """PostgreSQL on the data host: installed, running, listening on the private address only."""
 import pytest
-
 from conftest import address_of, listening_addresses
 
 testinfra_hosts = ["ansible://postgresql"]

@@ -1,6 +1,5 @@
 """Redis on the data host: installed, running, bound to the private address, durable."""
 import pytest
-
 from conftest import address_of, app_env, listening_addresses
 from probes import redis, redis_login
 

@@ -4,7 +4,6 @@ import queue
 
 import pytest
 import socketio
-
 from conftest import LB_URL, lab_session
 
 

@@ -2,7 +2,6 @@
 import re
 
 import pytest
-
 from conftest import LB_URL, lab_session, web_ports
 
 testinfra_hosts = ["ansible://lb"]

@@ -5,7 +5,6 @@ import os
 import subprocess
 
 import pytest
-
 from conftest import REPO, Api, connect, load_inventory, wait_until, web_ports
 
 pytestmark = pytest.mark.skipif(os.environ.get("LAB_SCALE_OUT") != "1",

@@ -2,7 +2,6 @@
 import hashlib
 
 import pytest
-
 from conftest import REPO, web_ports
 
 testinfra_hosts = ["ansible://web"]

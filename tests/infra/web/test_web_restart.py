@@ -1,6 +1,5 @@
 """Web hosts: systemd brings a killed service back within seconds."""
 import pytest
-
 from conftest import wait_until
 
 testinfra_hosts = ["ansible://web"]

@@ -1,6 +1,5 @@
 """Web hosts: the application's services run, are enabled, and listen where they should."""
 import pytest
-
 from conftest import address_of, listening_addresses, web_ports
 
 testinfra_hosts = ["ansible://web"]
