@@ -76,30 +76,31 @@ class Article(_Content, db.Model):
     revision: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
 
-class PostComment(db.Model):
-    __tablename__ = "post_comments"
+class _Comment:
+    """Columns shared by comments on posts and on articles."""
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"))
-    author_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    author: Mapped[User] = relationship(lazy="joined")
     content: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     likes_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class PostComment(_Comment, db.Model):
+    __tablename__ = "post_comments"
+
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"))
+    author_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    author: Mapped[User] = relationship(lazy="joined")
 
     __table_args__ = (Index("ix_post_comments_post_id_id", "post_id", "id"),)
 
 
-class ArticleComment(db.Model):
+class ArticleComment(_Comment, db.Model):
     __tablename__ = "article_comments"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
     article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"))
     author_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     author: Mapped[User] = relationship(lazy="joined")
-    content: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    likes_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     __table_args__ = (Index("ix_article_comments_article_id_id", "article_id", "id"),)
 
