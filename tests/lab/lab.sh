@@ -9,23 +9,29 @@
 #   tests/lab/lab.sh ssh HOST [CMD...]
 #
 # Size: LAB_WEB_HOSTS=3 tests/lab/lab.sh up  (default 2, or as many web hosts as already run).
-# Everything it makes lives under .cache/lab/ (git-ignored) plus ansible/inventories/lab/.
-# Traffic goes only to the lab's own network 10.77.0.0/24; no other interface is touched.
+# Several labs side by side: LAB_ID=N (0..9, default 0) gives lab N its own bridge synlabN,
+# network 10.77.N.0/24, hosts and inventory; the base image (LAB_BASE=DIR to share one between
+# checkouts) and SSH key are shared.
+# Everything it makes lives under .cache/lab/ (git-ignored) plus ansible/inventories/lab[N]/.
+# Traffic goes only to the lab's own network 10.77.N.0/24; no other interface is touched.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+LAB_ID=${LAB_ID:-0}
+[[ $LAB_ID =~ ^[0-9]$ ]] || { echo "[lab] LAB_ID must be 0..9, got '$LAB_ID'" >&2; exit 2; }
 LAB_DIR=$REPO/.cache/lab
-BASE=$LAB_DIR/base               # the Debian 12 root file system, built once, never booted
-HOSTS_DIR=$LAB_DIR/hosts         # one overlay of BASE per host
-RUN=$LAB_DIR/run                 # PIDs, logs, proxy configuration of the running lab
+BASE=${LAB_BASE:-$LAB_DIR/base}  # the Debian 12 root file system, built once, never booted
 SSH_KEY=$LAB_DIR/ssh/id_ed25519
-TIMINGS=$LAB_DIR/timings.json
+if ((LAB_ID == 0)); then STATE=$LAB_DIR; SUFFIX=; else STATE=$LAB_DIR/lab$LAB_ID; SUFFIX=$LAB_ID; fi
+HOSTS_DIR=$STATE/hosts           # one overlay of BASE per host
+RUN=$STATE/run                   # PIDs, logs, proxy configuration of the running lab
+TIMINGS=$STATE/timings.json
 WHEELHOUSE=$REPO/.cache/wheelhouse
-INVENTORY_DIR=$REPO/ansible/inventories/lab
+INVENTORY_DIR=$REPO/ansible/inventories/lab$SUFFIX
 VENV=$REPO/.venv
 
-BRIDGE=synlab0
-NET=10.77.0
+BRIDGE=synlab$LAB_ID
+NET=10.77.$LAB_ID
 BRIDGE_ADDR=$NET.1
 PROXY_PORT=3128
 PROXY_URL=http://$BRIDGE_ADDR:$PROXY_PORT
@@ -46,7 +52,7 @@ say()  { printf '\033[1m[lab %6ss]\033[0m %s\n' "$(elapsed)" "$*"; }
 die()  { printf '[lab] ERROR: %s\n' "$*" >&2; exit 1; }
 
 # ---------------------------------------------------------------- topology
-# One line per host: NAME ADDRESS. Web host N is 10.77.0.1N (contract), so at most 9.
+# One line per host: NAME ADDRESS. Web host N is 10.77.ID.1N (contract), so at most 9.
 web_count() {
     if [[ -n ${LAB_WEB_HOSTS:-} ]]; then echo "$LAB_WEB_HOSTS"; return; fi
     local n=0 d
@@ -60,6 +66,7 @@ topology() {
     echo "lb1 $NET.10"
     for ((i = 1; i <= n; i++)); do echo "web$i $NET.1$i"; done
     echo "data1 $NET.20"
+    echo "mon1 $NET.30"
 }
 host_addr() { topology | awk -v h="$1" '$1 == h {print $2}'; }
 
@@ -199,7 +206,7 @@ alive() {  # PIDFILE EXPECTED_COMM
 proxy_up() {
     mkdir -p "$RUN"
     if alive "$RUN/tinyproxy.pid" tinyproxy; then return; fi
-    say "starting tinyproxy on $PROXY_URL (Debian mirrors only, for 10.77.0.0/24 only)"
+    say "starting tinyproxy on $PROXY_URL (Debian mirrors only, for $NET.0/24 only)"
     # Hosts have no route out: their only way to Debian's mirror is this proxy, bound to the
     # bridge address, answering the lab network only and forwarding to Debian's hosts only.
     printf '%s\n' '^deb\.debian\.org$' '^security\.debian\.org$' >"$RUN/tinyproxy.filter"
@@ -210,7 +217,7 @@ Port $PROXY_PORT
 Listen $BRIDGE_ADDR
 Timeout 600
 MaxClients 100
-Allow 10.77.0.0/24
+Allow $NET.0/24
 DisableViaHeader Yes
 Filter "$RUN/tinyproxy.filter"
 FilterURLs Off
@@ -235,7 +242,8 @@ boot_host() {
     if alive "$RUN/$name.pid" systemd-nspawn; then return; fi
     say "$name: booting (systemd-nspawn)"
     # No systemd-machined on the controller: --register=no --keep-unit.
-    setsid systemd-nspawn -b -D "$(host_root "$name")" --machine="$name" --register=no --keep-unit \
+    # The machine name also names the bridge-side veth (vb-NAME): unique per lab.
+    setsid systemd-nspawn -b -D "$(host_root "$name")" --machine="${SUFFIX:+l$SUFFIX}$name" --register=no --keep-unit \
         --console=passive --network-bridge="$BRIDGE" \
         </dev/null >"$RUN/$name.console.log" 2>&1 &
     echo $! >"$RUN/$name.pid"
@@ -311,6 +319,9 @@ write_inventory() {
         echo "# exactly one beat in a deployment: the first web host"
         echo "[beat]"
         echo "$first_web"
+        echo
+        echo "[monitoring]"
+        echo "mon1 ansible_host=$(host_addr mon1)"
     } >"$INVENTORY_DIR/hosts.ini"
     cat >"$INVENTORY_DIR/group_vars/all.yml" <<EOF
 ---
@@ -351,11 +362,11 @@ run_playbook() {
         say "ansible/site.yml does not exist yet: hosts are up, nothing converged"
         return 0
     fi
-    say "ansible-playbook -i inventories/lab/hosts.ini site.yml (log: $log)"
+    say "ansible-playbook -i inventories/lab$SUFFIX/hosts.ini site.yml (log: $log)"
     # profile_tasks: the lab shows where a converge spends its time.
     (cd "$REPO/ansible" && ANSIBLE_FORCE_COLOR=${ANSIBLE_FORCE_COLOR:-1} \
         ANSIBLE_CALLBACKS_ENABLED=${ANSIBLE_CALLBACKS_ENABLED:-ansible.posix.profile_tasks} \
-        ansible-playbook -i inventories/lab/hosts.ini site.yml "$@") 2>&1 | tee "$log" || rc=$?
+        ansible-playbook -i "inventories/lab$SUFFIX/hosts.ini" site.yml "$@") 2>&1 | tee "$log" || rc=$?
     ln -sf "$(basename "$log")" "$RUN/ansible-last.log"
     ((rc == 0)) || die "ansible-playbook failed (rc=$rc), see $log"
 }
@@ -454,7 +465,8 @@ cmd_test() {
     done
     ((${#paths[@]})) || paths=(tests/infra)
     [[ -f $INVENTORY_DIR/hosts.ini ]] || die "no lab inventory: run 'tests/lab/lab.sh up' (make lab) first"
-    export LAB_INVENTORY=$INVENTORY_DIR/hosts.ini LAB_SSH_KEY=$SSH_KEY LAB_LB_URL="https://$(host_addr lb1)"
+    export LAB_INVENTORY=$INVENTORY_DIR/hosts.ini LAB_SSH_KEY=$SSH_KEY LAB_LB_URL="https://$(host_addr lb1)" \
+        LAB_STATE=$STATE
     cd "$REPO"
     say "pytest tests/infra against $LAB_INVENTORY${LAB_SCALE_OUT:+ (with scale-out)}"
     pytest "${paths[@]}" -p no:cacheprovider --ansible-inventory="$LAB_INVENTORY" "${args[@]}"
@@ -485,5 +497,5 @@ case ${1:-} in
     test) shift; cmd_test "$@" ;;
     status) shift; cmd_status "$@" ;;
     ssh) shift; cmd_ssh "$@" ;;
-    *) sed -n '2,13p' "$0"; exit 2 ;;
+    *) sed -n '2,15p' "$0"; exit 2 ;;
 esac

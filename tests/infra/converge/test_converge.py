@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from conftest import INVENTORY, REPO
@@ -12,7 +13,7 @@ from conftest import INVENTORY, REPO
 RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 
 
-LOGS = REPO / ".cache/lab/run"
+LOGS = Path(os.environ.get("LAB_STATE", REPO / ".cache/lab")) / "run"
 
 
 def run_playbook(mode: str, *args: str) -> subprocess.CompletedProcess:
