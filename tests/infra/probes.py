@@ -82,3 +82,23 @@ def postgres_startup(host, address: str, user: str, database: str, port: int = 5
     ({"authentication": 10, "mechanisms": ["SCRAM-SHA-256"]} or {"error": {"C": ..., "M": ...}})."""
     args = json.dumps({"host": address, "port": port, "user": user, "database": database})
     return json.loads(host.check_output("python3 -c %s %s", _POSTGRES, args))
+
+
+_CONNECT = r'''
+import json, socket, sys
+a = json.loads(sys.argv[1])
+try:
+    socket.create_connection((a["host"], a["port"]), a["timeout"]).close()
+    print(json.dumps("open"))
+except ConnectionRefusedError:
+    print(json.dumps("refused"))
+except OSError:
+    print(json.dumps("timeout"))
+'''
+
+
+def tcp_connect(host, address: str, port: int, timeout: float = 3.0) -> str:
+    """Open a TCP connection from `host` to address:port: "open", "refused" (a RST: nothing
+    listens) or "timeout" (dropped on the way, e.g. by a firewall)."""
+    args = json.dumps({"host": address, "port": port, "timeout": timeout})
+    return json.loads(host.check_output("python3 -c %s %s", _CONNECT, args))

@@ -1,11 +1,13 @@
-"""Who may talk to the data host: behaviour seen from the load balancer and the web hosts."""
+"""Who may talk to the data host: behaviour seen from every other host. Application hosts get
+to PostgreSQL and Redis and must log in; any other host does not even get a TCP connection
+(the host firewall), and PostgreSQL's pg_hba would refuse it anyway."""
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import app_env
-from probes import postgres_startup, redis, redis_login
+from conftest import app_env, host_name
+from probes import postgres_startup, redis, redis_login, tcp_connect
 
-testinfra_hosts = ["ansible://lb", "ansible://web"]
+testinfra_hosts = ["ansible://lb", "ansible://web", "ansible://monitoring"]
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +24,24 @@ def data_address(inventory, group: str) -> str:
     return inventory["addresses"][inventory["groups"][group][0]]
 
 
+def is_app_host(host, inventory) -> bool:
+    name = host_name(host)
+    return name in inventory["groups"]["web"] or name in inventory["groups"].get("beat", [])
+
+
+@pytest.mark.parametrize("group, port", [("postgresql", 5432), ("redis", 6379)])
+def test_data_ports_are_closed_to_other_hosts(host, inventory, group, port):
+    """From the load balancer (or any host that runs no application code) a TCP connection to
+    PostgreSQL or Redis is dropped by data1's firewall: not refused, not open."""
+    if is_app_host(host, inventory):
+        pytest.skip("application hosts may connect")
+    assert tcp_connect(host, data_address(inventory, group), port) == "timeout"
+
+
 def test_unauthenticated_redis_ping_gets_noauth(host, inventory):
-    """A client that does not log in gets NOAUTH, not PONG."""
+    """An application host that does not log in gets NOAUTH, not PONG."""
+    if not is_app_host(host, inventory):
+        pytest.skip("only application hosts reach Redis")
     [reply] = redis(host, data_address(inventory, "redis"), 6379, ["PING"])
     assert isinstance(reply, dict) and reply["error"].startswith("NOAUTH"), reply
 
@@ -37,17 +55,6 @@ def test_redis_with_the_application_password_answers_pong(host, inventory, crede
     assert (login, pong) == ("OK", "PONG")
 
 
-def test_postgresql_refuses_the_application_user_from_the_load_balancer(host, inventory, credentials):
-    """pg_hba has no entry for the application user from lb1: refused before any password."""
-    if "lb" not in groups_of(host):
-        pytest.skip("checked from the load balancer")
-    url = urlsplit(credentials["DATABASE_URL"])
-    answer = postgres_startup(host, data_address(inventory, "postgresql"), url.username,
-                              url.path.lstrip("/"))
-    assert answer.get("error", {}).get("C") == "28000", answer  # invalid_authorization_specification
-    assert "pg_hba.conf" in answer["error"]["M"]
-
-
 def test_postgresql_asks_web_hosts_for_a_scram_password(host, inventory, credentials):
     """From a web host the application user is asked for a SCRAM-SHA-256 password."""
     if "web" not in groups_of(host):
@@ -57,3 +64,16 @@ def test_postgresql_asks_web_hosts_for_a_scram_password(host, inventory, credent
                               url.path.lstrip("/"))
     assert answer.get("authentication") == 10, answer  # AuthenticationSASL
     assert "SCRAM-SHA-256" in answer["mechanisms"]
+
+
+def test_pg_hba_refuses_the_application_user_from_a_non_application_address(
+        lab_host, inventory, credentials):
+    """Behind the firewall, pg_hba has no entry for the application user from an address that
+    is not an application host's: data1 connecting to its own private address (which its
+    firewall lets through) is refused before any password is asked."""
+    data = lab_host(inventory["groups"]["postgresql"][0])
+    url = urlsplit(credentials["DATABASE_URL"])
+    answer = postgres_startup(data, data_address(inventory, "postgresql"), url.username,
+                              url.path.lstrip("/"))
+    assert answer.get("error", {}).get("C") == "28000", answer  # invalid_authorization_specification
+    assert "pg_hba.conf" in answer["error"]["M"]
