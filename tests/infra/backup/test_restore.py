@@ -110,7 +110,8 @@ def disaster(inventory, lab_host):
 
     # Disaster: the database is gone.
     data_host.run_expect([0], "runuser -u postgres -- psql -q -c 'DROP DATABASE synspirit WITH (FORCE)'")
-    assert Api().request("GET", f"/api/posts/{first}").status_code >= 500
+    # (an instance may answer from its item cache for up to ITEM_CACHE_TTL, 0.5 s)
+    assert wait_until(lambda: Api().request("GET", f"/api/posts/{first}").status_code >= 500, 5)
 
     started = time.monotonic()
     result = run_restore("-e", "restore_redis=true")
