@@ -1,5 +1,7 @@
 """Web hosts: the service user, the virtualenv, unit files and configuration, owners and modes."""
 import hashlib
+import json
+import re
 
 import pytest
 from conftest import REPO, web_ports
@@ -24,6 +26,26 @@ def test_application_is_installed_in_the_virtualenv(host):
     host.run_expect([0], "/opt/synspirit/venv/bin/python -c %s",
                     "import importlib.util as u; assert u.find_spec('app') and u.find_spec('run')")
     assert host.file("/opt/synspirit/venv").user == "root"
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_virtualenv_holds_exactly_the_pinned_versions(host):
+    """Every package pinned in backend/requirements.txt is installed at its pinned version (a
+    changed pin reaches the hosts, in either direction)."""
+    pins = {}
+    for line in (REPO / "backend/requirements.txt").read_text().splitlines():
+        requirement = line.split("#")[0].split(";")[0].strip()
+        if "==" in requirement:
+            name, version = requirement.split("==")
+            pins[canonical(name)] = version.strip()
+    installed = {canonical(p["name"]): p["version"] for p in json.loads(host.check_output(
+        "/opt/synspirit/venv/bin/pip list --format=json --disable-pip-version-check"))}
+    wrong = {name: (version, installed.get(name)) for name, version in pins.items()
+             if installed.get(name) != version}
+    assert len(pins) > 50 and not wrong, wrong
 
 
 def test_virtualenv_is_not_writable_by_the_service_user(host):
