@@ -8,6 +8,8 @@ from flask import Flask
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from .task_metrics import init_task_metrics
+
 # One retry policy for every task: a backing service that is briefly away (a restart of
 # PostgreSQL or Redis) is retried with exponential backoff and jitter, not lost.
 RETRY_KWARGS = {
@@ -69,7 +71,7 @@ def celery_config(flask_config: dict) -> dict:
             "max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5,
         },
         # Task events cost the io worker a quarter of its CPU in `make bench`; nothing here
-        # consumes them (turn them on for Flower or an events exporter).
+        # consumes them (task metrics come from signals in each worker: task_metrics.py).
         "worker_send_task_events": False,
         "task_send_sent_event": False,
         "beat_schedule": {
@@ -99,5 +101,7 @@ def celery_init_app(app: Flask) -> Celery:
     celery_app.config_from_object(celery_config(app.config))
     celery_app.set_default()
     celery_app.autodiscover_tasks(["app"], force=False)
+    # Tasks succeeded/failed/retried and run times, served by each worker (docs/monitoring.md).
+    init_task_metrics(app.config["WORKER_METRICS_HOST"], app.config["WORKER_METRICS_PORT"])
     app.extensions["celery"] = celery_app
     return celery_app

@@ -64,6 +64,9 @@ def load_config() -> dict:
         # lag by that much (inside the 2 s promise). Chosen by `make bench` (docs/performance.md).
         "ITEM_CACHE_TTL": float(os.environ.get("ITEM_CACHE_TTL", "0.5")),
         "ITEM_CACHE_SIZE": _int("ITEM_CACHE_SIZE", 10000),
+        # Where a Celery worker serves its task metrics (/metrics); port 0 = not served.
+        "WORKER_METRICS_HOST": os.environ.get("WORKER_METRICS_HOST", "127.0.0.1"),
+        "WORKER_METRICS_PORT": _int("WORKER_METRICS_PORT", 0),
         "MAX_CONTENT_LENGTH": 1024 * 1024,
         "RATELIMIT_STORAGE_URI": redis_url,
         "RATELIMIT_KEY_PREFIX": "synspirit:ratelimit",
