@@ -113,4 +113,4 @@ def init_task_metrics(host: str, port: int) -> None:
     _server_config.update(host=host, port=port)
     for signal, handler in _HANDLERS:
         # dispatch_uid: create_app() may run several times in one process (tests).
-        signal.connect(handler, weak=False, dispatch_uid=f"synspirit-task-metrics-{handler.__name__}")
+        signal.connect(handler, weak=False, dispatch_uid=f"synspirit-metrics{handler.__name__}")

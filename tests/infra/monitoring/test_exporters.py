@@ -1,0 +1,64 @@
+"""Exporters: each runs on the hosts whose service it reads, listens on the private address
+only, and is absent elsewhere; nginx's stub_status answers on loopback only."""
+import pytest
+from conftest import address_of, listening_addresses
+from monitoring_api import deployment
+
+testinfra_hosts = ["ansible://all"]
+
+# (Debian package = unit, key in synspirit_exporter_ports, inventory group of its hosts)
+EXPORTERS = [
+    ("prometheus-node-exporter", "node", "all"),
+    ("prometheus-postgres-exporter", "postgresql", "postgresql"),
+    ("prometheus-redis-exporter", "redis", "redis"),
+    ("prometheus-nginx-exporter", "nginx", "lb"),
+]
+STUB_STATUS_PORT = 8080  # roles/nginx defaults: nginx_stub_status_port
+
+
+def runs_here(host, group: str) -> bool:
+    return group == "all" or group in host.ansible.get_variables()["group_names"]
+
+
+@pytest.mark.parametrize("unit, port_key, group", EXPORTERS, ids=[e[0] for e in EXPORTERS])
+def test_exporter_runs_where_its_service_is_and_nowhere_else(host, unit, port_key, group):
+    """On the group's hosts the exporter runs and is enabled; other hosts do not have it."""
+    if runs_here(host, group):
+        service = host.service(unit)
+        assert service.is_running and service.is_enabled
+    else:
+        assert not host.package(unit).is_installed
+
+
+@pytest.mark.parametrize("unit, port_key, group", EXPORTERS, ids=[e[0] for e in EXPORTERS])
+def test_exporter_listens_on_the_private_address_only(host, unit, port_key, group):
+    """Its port is bound to the host's private address, never to all addresses."""
+    port = deployment()["synspirit_exporter_ports"][port_key]
+    addresses = listening_addresses(host, port)
+    if runs_here(host, group):
+        assert addresses == {address_of(host)}, addresses
+    else:
+        assert not addresses, addresses
+
+
+def test_redis_exporter_settings_are_not_world_readable(lab_host, inventory):
+    """The Redis exporter's settings hold the Redis password: root and prometheus only."""
+    for name in inventory["groups"]["redis"]:
+        settings = lab_host(name).file("/etc/default/prometheus-redis-exporter")
+        assert (settings.user, settings.group, settings.mode) == ("root", "prometheus", 0o640)
+
+
+def test_stub_status_answers_on_loopback_only(lab_host, inventory):
+    """The load balancer's stub_status serves nginx's counters on 127.0.0.1 and nowhere else."""
+    other = lab_host(inventory["groups"]["monitoring"][0])
+    for name in inventory["groups"]["lb"]:
+        lb = lab_host(name)
+        assert listening_addresses(lb, STUB_STATUS_PORT) == {"127.0.0.1"}
+        page = lb.check_output(
+            "python3 -c \"import urllib.request as u;"
+            f" print(u.urlopen('http://127.0.0.1:{STUB_STATUS_PORT}/stub_status').read().decode())\"")
+        assert page.startswith("Active connections:"), page
+        # From another host (the monitoring host) the port is closed.
+        address = inventory["addresses"][name]
+        probe = other.run(f"timeout 5 bash -c 'exec 3<>/dev/tcp/{address}/{STUB_STATUS_PORT}'")
+        assert probe.rc != 0
