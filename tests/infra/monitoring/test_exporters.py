@@ -1,8 +1,9 @@
 """Exporters: each runs on the hosts whose service it reads, listens on the private address
 only, and is absent elsewhere; nginx's stub_status answers on loopback only."""
 import pytest
-from conftest import address_of, listening_addresses
+from conftest import address_of, host_name, listening_addresses
 from monitoring_api import deployment
+from probes import tcp_connect
 
 testinfra_hosts = ["ansible://all"]
 
@@ -39,6 +40,24 @@ def test_exporter_listens_on_the_private_address_only(host, unit, port_key, grou
         assert addresses == {address_of(host)}, addresses
     else:
         assert not addresses, addresses
+
+
+def test_metrics_ports_let_in_the_monitoring_hosts_only(host, inventory, lab_host):
+    """The firewall: the monitoring host reaches this host's exporter and worker metrics ports;
+    another host of the deployment finds them dropped."""
+    d = deployment()
+    ports = [d["synspirit_exporter_ports"][key] for unit, key, group in EXPORTERS
+             if runs_here(host, group)]
+    if host_name(host) in inventory["groups"]["web"]:
+        ports += list(d["synspirit_worker_metrics_ports"].values())
+    monitoring = lab_host(inventory["groups"]["monitoring"][0])
+    other_name = next(h for h in inventory["groups"]["lb"] + inventory["groups"]["postgresql"]
+                      if h != host_name(host))
+    other = lab_host(other_name)
+    for port in ports:
+        assert tcp_connect(monitoring, address_of(host), port) == "open", port
+        if host_name(host) not in inventory["groups"]["monitoring"]:
+            assert tcp_connect(other, address_of(host), port) == "timeout", (other_name, port)
 
 
 def test_redis_exporter_settings_are_not_world_readable(lab_host, inventory):
