@@ -56,8 +56,7 @@ def test_metrics_ports_let_in_the_monitoring_hosts_only(host, inventory, lab_hos
     other = lab_host(other_name)
     for port in ports:
         assert tcp_connect(monitoring, address_of(host), port) == "open", port
-        if host_name(host) not in inventory["groups"]["monitoring"]:
-            assert tcp_connect(other, address_of(host), port) == "timeout", (other_name, port)
+        assert tcp_connect(other, address_of(host), port) == "timeout", (other_name, port)
 
 
 def test_redis_exporter_settings_are_not_world_readable(lab_host, inventory):
