@@ -316,6 +316,7 @@ class Bench:
                            "geventwebsocket.gunicorn.workers.GeventWebSocketWorker", "-w", "1",
                            "--worker-connections", str(WORKER_CONNECTIONS),
                            "--bind", f"127.0.0.1:{self.port}", "--graceful-timeout", "10",
+                           "--timeout", "120",
                            "--no-control-socket", "run:app"])
         self.io_node = f"io-bench-{self.run_id}@{socket.gethostname()}"
         self.spawn("io", [celery, "-A", "app.celery_utils", "worker", "--pool=gevent", "-c",
