@@ -2,7 +2,8 @@
 """`make bench`: SynSpirit measured against its own floor, on one machine, over loopback.
 
     .venv/bin/python tests/bench/run.py [--quick] [--out FILE] [--data DIR] [--profile]
-                                        [--only SCENARIO,...] [--lab URL]
+                                        [--only SCENARIO,...]
+    .venv/bin/python tests/bench/run.py --lab https://10.77.N.10 --straight http://10.77.N.11:8000
 
 Starts its own stack (as root, like ./start.sh): private PostgreSQL and Redis under
 .data/bench (backend/scripts/localstack.sh), a fresh database `synspirit_bench`, the migrations,
@@ -38,8 +39,9 @@ absolute numbers drift with the machine and its load (docs/performance.md explai
 --profile: also records the web worker (and the io worker during io_drain) with py-spy
   (--nonblocking, 100 Hz) and writes collapsed stacks plus a top-frames summary to
   DATA/profiles/ (perturbs the figures a little; use it to explain a miss).
---lab URL: TODO, not implemented (see docs/performance.md); lab figures are read from
-  .cache/lab/timings.json.
+--lab URL --straight URL: instead of all this, against a running lab: GET /api/posts/<id>
+  through its load balancer vs straight to one web instance (ratio), recorded in the lab's
+  timings.json (--lab-timings FILE) where the table's lab row reads it.
 """
 from __future__ import annotations
 
@@ -71,7 +73,10 @@ LOCALSTACK = BACKEND / "scripts" / "localstack.sh"
 VENV_BIN = Path(sys.executable).parent
 DB_NAME = "synspirit_bench"
 WORKER_CONNECTIONS = 12000  # above the 10,000 websockets of ws_hold
-LAB_TIMINGS = ROOT / ".cache" / "lab" / "timings.json"
+# tests/lab/lab.sh keeps lab 0's state in .cache/lab and lab N's (LAB_ID=N) in .cache/lab/labN.
+_LAB_ID = os.environ.get("LAB_ID", "0") or "0"
+LAB_TIMINGS = (ROOT / ".cache" / "lab" / ("" if _LAB_ID == "0" else f"lab{_LAB_ID}")
+               / "timings.json")
 
 sys.path.insert(0, str(BACKEND))
 
@@ -920,6 +925,70 @@ class Bench:
         }
 
 
+# --- the lab: through nginx vs straight to one instance ------------------------------------------
+
+def run_lab(args) -> dict:
+    """Against a running lab (`LAB_ID=N make lab`): GET /api/posts/<id> through the load
+    balancer (--lab URL, https) and straight to one web instance (--straight URL), in
+    interleaved rounds, with the same wrk settings; also /healthz both ways. Registers one
+    user and creates one post through the load balancer. Writes the figures to --out and
+    records `nginx_vs_straight` in the lab's timings.json (--lab-timings)."""
+    import requests
+    import urllib3
+
+    urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)  # the lab's own CA
+    if not args.straight:
+        raise BenchError("--lab needs --straight URL (one web instance, e.g. "
+                         "http://10.77.N.11:8000)")
+    p = dict(PROFILES["quick" if args.quick else "full"])
+    secs, conns, rounds = p["http_secs"], p["wrk_conns"], p["rounds"] + 1
+    bench = Bench(args)
+    bench.data.mkdir(parents=True, exist_ok=True)
+    lb, straight = args.lab.rstrip("/"), args.straight.rstrip("/")
+    s = requests.Session()
+    s.verify = False
+    name = f"benchlab_{uuid.uuid4().hex[:8]}"
+    r = s.post(lb + "/api/auth/register", timeout=30,
+               json={"username": name, "password": "bench-password"})
+    r.raise_for_status()
+    token = r.json()["token"]
+    r = s.post(lb + "/api/posts", timeout=30, headers={"Authorization": f"Bearer {token}"},
+               json={"title": "Lab bench post", "content": "Through nginx or straight. " * 8})
+    r.raise_for_status()
+    path = f"/api/posts/{r.json()['id']}"
+    for base in (lb, straight):
+        s.get(base + path, timeout=10).raise_for_status()
+    load_before = os.getloadavg()
+    out: dict = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                 "lb": lb, "straight": straight, "path": path}
+    for what, route in (("healthz", "/healthz"), ("post_get", path)):
+        via: dict[str, list] = {"nginx": [], "straight": []}
+        for i in range(rounds):
+            for key, base in (("nginx", lb), ("straight", straight)):
+                bench.url = base
+                via[key].append(bench.wrk(f"lab_{what}_{key}_{i}", "", route, secs, conns))
+        n, st = combine(via["nginx"]), combine(via["straight"])
+        out[what] = {"nginx": n, "straight": st, "ratio": ratio(n["rps"], st["rps"])}
+        log(f"lab {what}: nginx {n['rps']} req/s ({n['rounds_rps']}), straight {st['rps']} "
+            f"req/s ({st['rounds_rps']}) -> {out[what]['ratio']}")
+    out["nginx_vs_straight"] = out["post_get"]["ratio"]
+    out["machine"] = {"nproc": os.cpu_count(), "cpu_model": cpu_model(),
+                      "load_before": [round(x, 2) for x in load_before],
+                      "load_after": [round(x, 2) for x in os.getloadavg()]}
+    out["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    timings = Path(args.lab_timings) if args.lab_timings else LAB_TIMINGS
+    with contextlib.suppress(OSError, ValueError):
+        data = json.loads(timings.read_text()) if timings.exists() else {}
+        data["nginx_vs_straight"] = {
+            "ratio": out["nginx_vs_straight"], "at": out["finished_at"],
+            "nginx_rps": out["post_get"]["nginx"]["rps"],
+            "straight_rps": out["post_get"]["straight"]["rps"],
+            "healthz_ratio": out["healthz"]["ratio"], "command": shlex.join(sys.argv)}
+        timings.write_text(json.dumps(data, indent=2) + "\n")
+        out["timings"] = str(timings)
+    return out
+
+
 # --- targets, lab, table ------------------------------------------------------------------------
 
 def judge(fig: dict) -> None:
@@ -1099,13 +1168,27 @@ def main() -> int:
     ap.add_argument("--serve", type=float, metavar="SECONDS",
                     help="set up and seed, then keep the stack for SECONDS (Ctrl-C ends it) "
                          "for investigating by hand; no scenario runs")
-    ap.add_argument("--lab", metavar="URL", help="TODO: run against the lab (not implemented)")
+    ap.add_argument("--lab", metavar="URL",
+                    help="measure a running lab instead: its load balancer (https://10.77.N.10)")
+    ap.add_argument("--straight", metavar="URL",
+                    help="with --lab: one web instance straight (http://10.77.N.11:8000)")
+    ap.add_argument("--lab-timings", metavar="FILE",
+                    help=f"with --lab: the lab's timings.json to record into ({LAB_TIMINGS})")
     args = ap.parse_args()
-    if args.lab:
-        log("--lab is not implemented yet (docs/performance.md); lab figures come from "
-            f"{LAB_TIMINGS}")
-        return 2
     nofile = raise_nofile()
+    if args.lab:
+        try:
+            res = run_lab(args)
+        except (BenchError, OSError, ValueError) as e:
+            log(f"failed: {e}")
+            return 1
+        out = Path(args.out) if args.out else Path(args.data) / "lab-results.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(res, indent=2) + "\n")
+        print(f"through nginx vs straight: GET {res['path']} {res['post_get']['nginx']['rps']} "
+              f"vs {res['post_get']['straight']['rps']} req/s -> {res['nginx_vs_straight']}; "
+              f"/healthz {res['healthz']['ratio']}\nJSON: {out}")
+        return 0
     if nofile < WORKER_CONNECTIONS:
         log(f"warning: open-files limit {nofile} < {WORKER_CONNECTIONS}; ws_hold may fall short")
 
