@@ -40,9 +40,13 @@ def load_config() -> dict:
         "SQLALCHEMY_ENGINE_OPTIONS": {
             # One gevent worker serves many requests at once; the pool bounds how many of them
             # hold a PostgreSQL connection. pre_ping survives a database restart.
-            # 20 + 20: `make bench` saw 10 + 20 exhausted by 64 concurrent likes (QueuePool limit).
-            "pool_size": _int("DB_POOL_SIZE", 20),
-            "max_overflow": _int("DB_MAX_OVERFLOW", 20),
+            # 40 kept + 10 overflow: `make bench` saw 10 + 20 exhausted by 64 concurrent likes
+            # (QueuePool limit), and with 20 + 20 the overflow connections opened and closed
+            # on every burst cost 19 % (views) and 12 % (likes) of the web worker's CPU in
+            # psycopg2.connect (docs/performance.md). At most 50 per process: size PostgreSQL's
+            # max_connections for (web instances + workers) x 50 at the very worst.
+            "pool_size": _int("DB_POOL_SIZE", 40),
+            "max_overflow": _int("DB_MAX_OVERFLOW", 10),
             "pool_timeout": _int("DB_POOL_TIMEOUT", 10),
             "pool_pre_ping": True,
             "connect_args": {"connect_timeout": 3, "application_name": "synspirit"},

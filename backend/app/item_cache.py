@@ -67,7 +67,7 @@ def fill_counts(redis, kind: str, item_id: int, counts: dict) -> None:
     args = [COUNTS_TTL]
     for k in COUNT_FIELDS:
         args += [k, int(counts[k])]
-    redis.eval(_FILL_IF_ABSENT, 1, counts_key(kind, item_id), *args)
+    redis.register_script(_FILL_IF_ABSENT)(keys=[counts_key(kind, item_id)], args=args)
 
 
 def bump_version(redis, kind: str, item_id: int) -> None:

@@ -104,10 +104,10 @@ def make_blueprint(kind: str) -> Blueprint:
         if item_id > MAX_ID:
             raise not_found(kind)
         key, items, rc = (kind, item_id), cache(), redis_client()
-        count_first = key in items  # known to exist: count the view in the same round trip
         try:
-            pending, schedule, counts, version = counting.view_and_read(
-                rc, kind, item_id, count=count_first)
+            # The view is counted before we know the item exists: a view of a missing id is
+            # dropped by the flush (its UPDATE matches no row), and a read costs one round trip.
+            pending, schedule, counts, version = counting.view_and_read(rc, kind, item_id)
         except (redis.exceptions.RedisError, OSError) as e:
             # Reading must not fail because Redis is away; this view is not counted.
             log.warning("view of %s %s not counted: %s", kind, item_id, e)
@@ -122,14 +122,12 @@ def make_blueprint(kind: str) -> Blueprint:
             db.session.remove()  # give the connection back before talking to Redis again
             if entry is item_cache.MISSING:
                 raise not_found(kind)
-            try:
-                if counts is None:
-                    counts = entry[1]
+            if counts is None:
+                counts = entry[1]
+                try:
                     item_cache.fill_counts(rc, kind, item_id, counts)
-                if not count_first:
-                    pending, schedule = counting.record_view(rc, kind, item_id)
-            except (redis.exceptions.RedisError, OSError) as e:
-                log.warning("view of %s %s not counted: %s", kind, item_id, e)
+                except (redis.exceptions.RedisError, OSError) as e:
+                    log.warning("counts of %s %s not cached: %s", kind, item_id, e)
         if schedule:
             enqueue(VIEW_TASK[kind], item_id, countdown=counting.FLUSH_DELAY)
         return jsonify({**entry[0], "counts": {**counts, "views": counts["views"] + pending}})
