@@ -136,6 +136,18 @@ def children(pid: int) -> list[int]:
     return out
 
 
+def proc_cpu(pid: int, reaped: bool = False) -> float:
+    """utime + stime (+ the waited-for children's, when reaped) of a process, in seconds."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12])
+    if reaped:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_model() -> str:
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -174,6 +186,8 @@ def combine(runs: list[dict]) -> dict:
     secs = sum(r["seconds"] for r in runs)
     p50s = sorted(r["p50_ms"] for r in runs)
     out = {"requests": req, "seconds": round(secs, 3), "rps": round(req / secs, 1),
+           "cpu_ms_per_req": {k: round(1000.0 * sum(r["cpu_s"][k] for r in runs) / req, 3)
+                              if req else None for k in runs[0].get("cpu_s", {})},
            "rounds_rps": [r["rps"] for r in runs], "p50_ms": p50s[len(p50s) // 2],
            "p99_ms": max(r["p99_ms"] for r in runs), "max_ms": max(r["max_ms"] for r in runs),
            "command": runs[0]["command"], "load1": [round(r["load1"], 2) for r in runs]}
@@ -211,6 +225,7 @@ class Bench:
         self.post_ids: list[int] = []
         self.results: dict = {}
         self.healthz_runs: list[dict] = []
+        self.cpu_pids: dict[str, int] = {}
         self.loads: list[tuple[float, tuple]] = []
         self._stop_sampler = threading.Event()
         self.run_id = uuid.uuid4().hex[:6]
@@ -341,6 +356,12 @@ class Bench:
         self.wait_http("/readyz", 120)
         self.wait_worker(self.io_node, 120)
         self.web_pid = self.worker_pid("web")
+        self.cpu_pids = {"web": self.web_pid, "io": self.worker_pid("io")}
+        with contextlib.suppress(Exception):
+            self.cpu_pids["redis"] = int(self.redis.info("server")["process_id"])
+            backend = int(self.sql("SELECT pg_backend_pid()"))
+            self.cpu_pids["postmaster"] = int(
+                Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
         log(f"stack up: {self.url} (gunicorn worker pid {self.web_pid})")
 
     def wait_http(self, path: str, timeout: float) -> None:
@@ -452,6 +473,7 @@ class Bench:
         lua.write_text(script + LUA_DONE)
         cmd = ["wrk", "-t", "1", "-c", str(conns), "-d", f"{max(1, round(secs))}s",
                "--timeout", "10s", "-s", str(lua), self.url + path]
+        cpu0 = self.cpu_seconds()
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=secs + 60,
                               stdin=subprocess.DEVNULL)
         line = next((ln for ln in done.stdout.splitlines() if ln.startswith("BENCHJSON ")), None)
@@ -465,8 +487,27 @@ class Bench:
             r[f"{k}_ms"] = round(r.pop(f"{k}_us") / 1000.0, 2)
         r["command"] = shlex.join(cmd)
         r["load1"] = os.getloadavg()[0]
+        if cpu0:
+            cpu1 = self.cpu_seconds()
+            r["cpu_s"] = {k: round(cpu1[k] - cpu0[k], 3) for k in cpu0}
         self.check_alive()
         return r
+
+    def cpu_seconds(self) -> dict:
+        """CPU seconds used so far by the web worker and by the whole stack (web + io worker
+        + Redis + PostgreSQL with its exited backends): CPU per request does not depend on how
+        busy the rest of the machine is, requests per second do."""
+        if not self.cpu_pids:
+            return {}
+        web = proc_cpu(self.cpu_pids["web"])
+        stack = web + sum(proc_cpu(pid) for key, pid in self.cpu_pids.items()
+                          if key not in ("web", "postmaster"))
+        pm = self.cpu_pids.get("postmaster")
+        if pm:
+            stack += proc_cpu(pm, reaped=True)
+            for kid in children(pm):
+                stack += proc_cpu(kid)
+        return {"web": web, "stack": stack}
 
     def lua_many_posts(self, seed: int) -> str:
         return (f"local ids = {lua_list(self.post_ids)}\nlocal n = #ids\n" + LUA_SEED % seed +
@@ -567,13 +608,18 @@ class Bench:
         hs.append(self.wrk(f"healthz_{name}_{rounds}", "", "/healthz", secs, conns))
         self.healthz_runs += hs
         r, floor = combine(xs), combine(hs)
+        cpu_x, cpu_h = r.get("cpu_ms_per_req") or {}, floor.get("cpu_ms_per_req") or {}
+        r.update({"floor_cpu_ms_per_req": cpu_h,
+                  # what the ratio would be with the CPU to itself: floor CPU / figure CPU
+                  "cpu_ratio": {k: ratio(cpu_h.get(k), cpu_x[k]) for k in cpu_x if cpu_x[k]}})
         r.update({"floor_rps": floor["rps"], "ratio": ratio(r["rps"], floor["rps"]),
                   "floor_rounds_rps": [h["rps"] for h in hs], "profile": profile,
                   "floor_command": hs[0]["command"]})
         if after:
             r.update(after)
         log(f"{name}: {r['rps']} req/s vs healthz {floor['rps']} req/s "
-            f"(rounds {r['rounds_rps']} / {r['floor_rounds_rps']}) -> {r['ratio']}")
+            f"(rounds {r['rounds_rps']} / {r['floor_rounds_rps']}) -> {r['ratio']}; CPU ms per "
+            f"request {cpu_x} vs {cpu_h} -> CPU ratio {r['cpu_ratio']}")
         return r
 
     def warm(self, script: str, path: str) -> None:
@@ -1085,6 +1131,15 @@ def table(res: dict) -> str:
     def ok(x):
         return "-" if x.get("met") is None else ("yes" if x["met"] else "NO")
 
+    def cpu_row(x):
+        c, fl, cr = x.get("cpu_ms_per_req") or {}, x.get("floor_cpu_ms_per_req") or {}, \
+            x.get("cpu_ratio") or {}
+        if c:
+            rows.append(("  CPU ms/request web (whole stack)",
+                         f"{fmt(c.get('web'))} ({fmt(c.get('stack'))})",
+                         f"{fmt(fl.get('web'))} ({fmt(fl.get('stack'))})",
+                         f"{fmt(cr.get('web'))} ({fmt(cr.get('stack'))})", "", ""))
+
     h = f.get("healthz_rps", {})
     rows.append(("GET /healthz req/s (floor, all rounds)", fmt(h.get("value")),
                  f"rounds {fmt(h.get('min'))}..{fmt(h.get('max'))}", "", "", ""))
@@ -1092,10 +1147,12 @@ def table(res: dict) -> str:
         x = f["post_get"]
         rows.append(("GET /api/posts/<id> req/s (one post)", fmt(x["rps"]), fmt(x["floor_rps"]),
                      fmt(x["ratio"]), ">= 0.6", ok(x)))
+        cpu_row(x)
     if "views" in f:
         x = f["views"]
         rows.append((f"views/s over {res['config']['posts']:,} posts", fmt(x["rps"]),
                      fmt(x["floor_rps"]), fmt(x["ratio"]), ">= 0.8", ok(x)))
+        cpu_row(x)
         rows.append(("  views served = in PostgreSQL",
                      f"{fmt(x['views_served'])} = {fmt(x['views_in_db'])}", "", "",
                      "exact", "yes" if x["exact"] else "NO"))
@@ -1105,6 +1162,7 @@ def table(res: dict) -> str:
         x = f["likes"]
         rows.append(("likes/s over HTTP (many users)", fmt(x["rps"]), fmt(x["floor_rps"]),
                      fmt(x["ratio"]), "report", ""))
+        cpu_row(x)
         rows.append(("  likes exact, converged after", f"{fmt(x['converged_s'])} s",
                      f"{fmt(x['likes_rows'])} likes", "", "exact, <= 2 s", ok(x)))
     if "io_drain" in f:
