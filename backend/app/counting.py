@@ -89,7 +89,7 @@ def recompute_content_counts(session, kind: str, content_id: int,
 RECOUNT_DIRTY = "synspirit:recount:{kind}"  # set: ids whose counts must be recomputed
 RECOUNT_BATCHES = "synspirit:recount:batches"  # list of dirty sets taken out, not yet done
 RECOUNT_SCHEDULED = "synspirit:recount:scheduled:{kind}"
-RECOUNT_SCHEDULED_TTL = 10_000  # ms: a lost task delays recounts by this much at worst
+RECOUNT_SCHEDULED_TTL = 60_000  # ms: a lost task delays recounts by this much at worst
 
 _TAKE_DIRTY = """
 if redis.call('EXISTS', KEYS[1]) == 1 then
@@ -115,28 +115,40 @@ def unschedule(redis, kind: str) -> None:
     redis.delete(RECOUNT_SCHEDULED.format(kind=kind))
 
 
-def recount_dirty(redis, session, kind: str) -> dict[int, dict]:
+def recount_dirty(redis, session, kind: str, on_pass=None) -> dict[int, dict]:
     """Recompute the counts of every dirty post/article of kind; returns {id: counts}.
 
-    The scheduled mark is cleared *before* the dirty set is taken, so an id added after the
-    take finds no mark and schedules another task; an id added before it is in this take.
-    Recounts are idempotent, so a take left behind by a crash is simply done again."""
-    redis.delete(RECOUNT_SCHEDULED.format(kind=kind))
+    The scheduled mark stays set while this runs, so one recount runs per kind at a time and
+    ids marked meanwhile wait in the set for its next pass (one statement for all of them:
+    concurrent recounts of overlapping ids queued on each other's row locks). Before it stops
+    it clears the mark and looks once more: an id added after that look finds no mark and
+    schedules another task; one added before it is taken by another pass here. Recounts are
+    idempotent, so a take left behind by a crash is simply done again. on_pass({id: counts})
+    is called after each pass (the task emits the new counts there, not only at the end)."""
     take = redis.register_script(_TAKE_DIRTY)
-    take(keys=[RECOUNT_DIRTY.format(kind=kind),
-               f"synspirit:recount:batch:{kind}:{uuid.uuid4().hex}", RECOUNT_BATCHES])
+    mark, dirty = RECOUNT_SCHEDULED.format(kind=kind), RECOUNT_DIRTY.format(kind=kind)
     changed: dict[int, dict] = {}
-    for batch_key in [k.decode() for k in redis.lrange(RECOUNT_BATCHES, 0, -1)]:
-        if batch_key.split(":")[3] != kind:
-            continue
-        ids = sorted(int(i) for i in redis.smembers(batch_key))
-        if ids:
-            changed.update(recompute_many_content_counts(session, kind, ids, redis))
-        pipe = redis.pipeline()
-        pipe.delete(batch_key)
-        pipe.lrem(RECOUNT_BATCHES, 0, batch_key)
-        pipe.execute()
-    return changed
+    while True:
+        take(keys=[dirty, f"synspirit:recount:batch:{kind}:{uuid.uuid4().hex}",
+                   RECOUNT_BATCHES])
+        for batch_key in [k.decode() for k in redis.lrange(RECOUNT_BATCHES, 0, -1)]:
+            if batch_key.split(":")[3] != kind:
+                continue
+            ids = sorted(int(i) for i in redis.smembers(batch_key))
+            if ids:
+                done = recompute_many_content_counts(session, kind, ids, redis)
+                changed.update(done)
+                if on_pass is not None:
+                    on_pass(done)
+            pipe = redis.pipeline()
+            pipe.delete(batch_key)
+            pipe.lrem(RECOUNT_BATCHES, 0, batch_key)
+            pipe.execute()
+        redis.delete(mark)
+        if not redis.exists(dirty):
+            return changed
+        if not redis.set(mark, 1, nx=True, px=RECOUNT_SCHEDULED_TTL):
+            return changed  # a change made after the delete scheduled another task
 
 
 def recompute_many_content_counts(session, kind: str, ids: list[int],
@@ -309,10 +321,12 @@ def _apply_batch(session, kind: str, batch_key: str, views: dict[int, int],
     rows = session.execute(
         text(
             f"""
+            WITH locked AS (SELECT id FROM {_content_table(kind)}
+                            WHERE id = ANY(CAST(:ids AS integer[])) ORDER BY id FOR UPDATE)
             UPDATE {_content_table(kind)} AS t SET views_count = t.views_count + v.n
             FROM (SELECT unnest(CAST(:ids AS integer[])) AS id,
-                         unnest(CAST(:ns AS bigint[])) AS n) AS v
-            WHERE t.id = v.id
+                         unnest(CAST(:ns AS bigint[])) AS n) AS v, locked
+            WHERE t.id = v.id AND locked.id = v.id
             RETURNING t.id, views_count, likes_count, collects_count, shares_count,
                       comments_count
             """

@@ -42,10 +42,11 @@ def update_article_counts(article_id: int) -> None:
 def recount_dirty(kind: str) -> int:
     """Likes, collects, shares and comments of every post (or article) marked dirty since the
     last run (counting.mark_dirty): one statement for all of them."""
-    changed = counting.recount_dirty(redis_client(), db.session, kind)
-    for content_id, counts in changed.items():
-        emit.counts(kind, content_id, counts)
-    return len(changed)
+    def emit_all(changed: dict) -> None:
+        for content_id, counts in changed.items():
+            emit.counts(kind, content_id, counts)
+
+    return len(counting.recount_dirty(redis_client(), db.session, kind, on_pass=emit_all))
 
 
 @shared_task(**COUNTER)
