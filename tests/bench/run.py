@@ -656,7 +656,7 @@ class Bench:
                        "  if answered >= n then wrk.thread:stop() end\nend\n")
         cold = self.wrk("views_cold", cold_script, "/", 60, self.p["wrk_conns"])
         log(f"views, first read of each post (cold): {cold['rps']} req/s, "
-            f"{cold['requests']} requests, CPU ms per request {cold.get('cpu_s')}")
+            f"{cold['requests']} requests, CPU seconds {cold.get('cpu_s')}")
         self.warm(script, "/")
         self.wait_served_stable(self.post_views_served)
         self.settle_views()
