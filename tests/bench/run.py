@@ -1012,16 +1012,17 @@ def run_lab(args) -> dict:
     s = requests.Session()
     s.verify = False
     name = f"benchlab_{uuid.uuid4().hex[:8]}"
-    r = s.post(lb + "/api/auth/register", timeout=30,
+    # verify=False on each call: a session's verify loses to REQUESTS_CA_BUNDLE in requests.
+    r = s.post(lb + "/api/auth/register", timeout=30, verify=False,
                json={"username": name, "password": "bench-password"})
     r.raise_for_status()
     token = r.json()["token"]
-    r = s.post(lb + "/api/posts", timeout=30, headers={"Authorization": f"Bearer {token}"},
+    r = s.post(lb + "/api/posts", timeout=30, verify=False, headers={"Authorization": f"Bearer {token}"},
                json={"title": "Lab bench post", "content": "Through nginx or straight. " * 8})
     r.raise_for_status()
     path = f"/api/posts/{r.json()['id']}"
     for base in (lb, straight):
-        s.get(base + path, timeout=10).raise_for_status()
+        s.get(base + path, timeout=10, verify=False).raise_for_status()
     load_before = os.getloadavg()
     out: dict = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                  "lb": lb, "straight": straight, "path": path}
