@@ -14,7 +14,8 @@
 #      /healthz answers, and stops all of it (and the private PostgreSQL/Redis it started)
 #      on Ctrl-C / SIGTERM, or when one of them dies.
 #
-# Environment: API_HOST (127.0.0.1), API_PORT (5000), WORKER_CONNECTIONS (2000),
+# Environment: API_HOST (127.0.0.1), API_PORT (5000), WORKER_CONNECTIONS (12000),
+# WEB_TIMEOUT (120),
 # CPU_CONCURRENCY (number of cores), DATABASE_URL, REDIS_URL, SECRET_KEY,
 # SYNSPIRIT_ENV (production), SYNSPIRIT_DATA (.data/dev), and the other variables of
 # docs/contract.md, which are passed through to every process.
@@ -31,7 +32,12 @@ DATA="${SYNSPIRIT_DATA:-$ROOT/.data/dev}"
 LOCALSTACK="$ROOT/backend/scripts/localstack.sh"
 export API_HOST="${API_HOST:-127.0.0.1}"
 export API_PORT="${API_PORT:-5000}"
-WORKER_CONNECTIONS="${WORKER_CONNECTIONS:-2000}"
+# 12000 sockets and a 120 s heartbeat, as the systemd unit: `make bench` held 10,000 websockets
+# on one instance, and a CPU-starved worker missed the default 30 s heartbeat
+# (docs/performance.md). The open-files limit is raised to the hard limit for them.
+WORKER_CONNECTIONS="${WORKER_CONNECTIONS:-12000}"
+WEB_TIMEOUT="${WEB_TIMEOUT:-120}"
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 CPU_CONCURRENCY="${CPU_CONCURRENCY:-$(nproc)}"
 export SYNSPIRIT_ENV="${SYNSPIRIT_ENV:-production}"
 
@@ -142,7 +148,7 @@ run() {
 
 run web gunicorn --worker-class geventwebsocket.gunicorn.workers.GeventWebSocketWorker -w 1 \
     --worker-connections "$WORKER_CONNECTIONS" --bind "$API_HOST:$API_PORT" \
-    --graceful-timeout 10 --no-control-socket run:app
+    --graceful-timeout 10 --timeout "$WEB_TIMEOUT" --no-control-socket run:app
 run io celery -A app.celery_utils worker --pool=gevent -c 1000 -O fair --prefetch-multiplier=1 \
     -Q io -n io@%h --loglevel=INFO
 run cpu celery -A app.celery_utils worker --pool=prefork -c "$CPU_CONCURRENCY" -Q cpu -n cpu@%h \

@@ -38,9 +38,9 @@ def create_app(config: dict | None = None):
         ping_timeout=20,
     )
 
-    from cachetools import TTLCache
+    from .item_cache import ItemCache
 
-    app.extensions["synspirit_item_cache"] = TTLCache(
+    app.extensions["synspirit_item_cache"] = ItemCache(
         maxsize=app.config["ITEM_CACHE_SIZE"], ttl=app.config["ITEM_CACHE_TTL"])
 
     from .celery_setup import celery_init_app

@@ -40,9 +40,13 @@ def load_config() -> dict:
         "SQLALCHEMY_ENGINE_OPTIONS": {
             # One gevent worker serves many requests at once; the pool bounds how many of them
             # hold a PostgreSQL connection. pre_ping survives a database restart.
-            # 20 + 20: `make bench` saw 10 + 20 exhausted by 64 concurrent likes (QueuePool limit).
-            "pool_size": _int("DB_POOL_SIZE", 20),
-            "max_overflow": _int("DB_MAX_OVERFLOW", 20),
+            # 40 kept + 10 overflow: `make bench` saw 10 + 20 exhausted by 64 concurrent likes
+            # (QueuePool limit), and with 20 + 20 the overflow connections opened and closed
+            # on every burst cost 19 % (views) and 12 % (likes) of the web worker's CPU in
+            # psycopg2.connect (docs/performance.md). At most 50 per process: size PostgreSQL's
+            # max_connections for (web instances + workers) x 50 at the very worst.
+            "pool_size": _int("DB_POOL_SIZE", 40),
+            "max_overflow": _int("DB_MAX_OVERFLOW", 10),
             "pool_timeout": _int("DB_POOL_TIMEOUT", 10),
             "pool_pre_ping": True,
             "connect_args": {"connect_timeout": 3, "application_name": "synspirit"},
@@ -59,11 +63,14 @@ def load_config() -> dict:
         "ARGON2_TIME_COST": _int("ARGON2_TIME_COST", 3),
         "ARGON2_MEMORY_COST": _int("ARGON2_MEMORY_COST", 65536),
         "ARGON2_PARALLELISM": _int("ARGON2_PARALLELISM", 4),
-        # Per-instance micro-cache of serialized posts/articles: a hot item is read from
-        # PostgreSQL at most once per ITEM_CACHE_TTL seconds per web instance, so its counts may
-        # lag by that much (inside the 2 s promise). Chosen by `make bench` (docs/performance.md).
-        "ITEM_CACHE_TTL": float(os.environ.get("ITEM_CACHE_TTL", "0.5")),
-        "ITEM_CACHE_SIZE": _int("ITEM_CACHE_SIZE", 10000),
+        # Per-instance cache of serialized posts/articles without their counts (item_cache.py):
+        # served while the item's version in Redis is unchanged (edits and deletes bump it), so
+        # the TTL only bounds memory and the staleness left by a version bump that failed; the
+        # counts come from Redis on every read. 60 s / 4,000 items: `make bench` views over
+        # 2,000 posts (each viewed every few seconds) then read PostgreSQL about once per post
+        # per minute (docs/performance.md); worst case 4,000 x 20,000-character posts ~ 200 MB.
+        "ITEM_CACHE_TTL": float(os.environ.get("ITEM_CACHE_TTL", "60")),
+        "ITEM_CACHE_SIZE": _int("ITEM_CACHE_SIZE", 4000),
         # Where a Celery worker serves its task metrics (/metrics); port 0 = not served.
         "WORKER_METRICS_HOST": os.environ.get("WORKER_METRICS_HOST", "127.0.0.1"),
         "WORKER_METRICS_PORT": _int("WORKER_METRICS_PORT", 0),

@@ -10,6 +10,13 @@ import uuid
 from redis.exceptions import LockError
 from sqlalchemy import text
 
+from .item_cache import (
+    COUNT_FIELDS,
+    counts_key,
+    parse_counts,
+    store_counts,
+    version_key,
+)
 from .models import COMMENT_MODELS, CONTENT_MODELS
 
 log = logging.getLogger(__name__)
@@ -31,8 +38,22 @@ def _comment_table(kind: str) -> str:
     return COMMENT_MODELS[kind].__tablename__
 
 
-def recompute_content_counts(session, kind: str, content_id: int) -> dict | None:
-    """Set likes/collects/shares/comments of one post or article from its rows.
+def _publish_counts(redis, kind: str, rows: dict[int, dict]) -> None:
+    """Copy counts just written to PostgreSQL into their Redis hashes (item_cache.py), while
+    the transaction still holds the rows' locks: the hashes are written in commit order. A Redis
+    error propagates, so the transaction is rolled back and the task retried."""
+    if redis is None or not rows:
+        return
+    pipe = redis.pipeline(transaction=False)
+    for content_id, counts in rows.items():
+        store_counts(pipe, kind, content_id, counts)
+    pipe.execute()
+
+
+def recompute_content_counts(session, kind: str, content_id: int,
+                             redis=None) -> dict | None:
+    """Set likes/collects/shares/comments of one post or article from its rows (and, given
+    redis, its counts hash).
 
     Idempotent: running it twice, or late, gives the same result. Returns the counts, or None
     when the item no longer exists."""
@@ -54,8 +75,111 @@ def recompute_content_counts(session, kind: str, content_id: int) -> dict | None
         ),
         {"id": content_id},
     ).one_or_none()
+    counts = None if row is None else dict(zip(COUNT_COLUMNS, row, strict=True))
+    if counts is not None:
+        _publish_counts(redis, kind, {content_id: counts})
     session.commit()
-    return None if row is None else dict(zip(COUNT_COLUMNS, row, strict=True))
+    return counts
+
+
+# Recounts of posts/articles, coalesced: a change adds the item's id to a per-kind "dirty" set
+# and schedules one recount task unless one is already scheduled; the task recounts every dirty
+# id in one statement. 64 likes in flight then cost a handful of tasks, not 64 (`make bench`
+# likes: the io queue, fed one recount and one notification per like, fell behind the web).
+RECOUNT_DIRTY = "synspirit:recount:{kind}"  # set: ids whose counts must be recomputed
+RECOUNT_BATCHES = "synspirit:recount:batches"  # list of dirty sets taken out, not yet done
+RECOUNT_SCHEDULED = "synspirit:recount:scheduled:{kind}"
+RECOUNT_SCHEDULED_TTL = 60_000  # ms: a lost task delays recounts by this much at worst
+
+_TAKE_DIRTY = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('RENAME', KEYS[1], KEYS[2])
+  redis.call('RPUSH', KEYS[3], KEYS[2])
+  return 1
+end
+return 0
+"""
+
+
+def mark_dirty(redis, kind: str, content_id: int) -> bool:
+    """Note that an item's counts must be recomputed (one round trip). Returns whether the
+    caller must enqueue the recount task (none is scheduled and not yet started)."""
+    pipe = redis.pipeline(transaction=False)
+    pipe.sadd(RECOUNT_DIRTY.format(kind=kind), content_id)
+    pipe.set(RECOUNT_SCHEDULED.format(kind=kind), 1, nx=True, px=RECOUNT_SCHEDULED_TTL)
+    return bool(pipe.execute()[1])
+
+
+def unschedule(redis, kind: str) -> None:
+    """Forget the scheduled mark (the task could not be enqueued)."""
+    redis.delete(RECOUNT_SCHEDULED.format(kind=kind))
+
+
+def recount_dirty(redis, session, kind: str, on_pass=None) -> dict[int, dict]:
+    """Recompute the counts of every dirty post/article of kind; returns {id: counts}.
+
+    The scheduled mark stays set while this runs, so one recount runs per kind at a time and
+    ids marked meanwhile wait in the set for its next pass (one statement for all of them:
+    concurrent recounts of overlapping ids queued on each other's row locks). Before it stops
+    it clears the mark and looks once more: an id added after that look finds no mark and
+    schedules another task; one added before it is taken by another pass here. Recounts are
+    idempotent, so a take left behind by a crash is simply done again. on_pass({id: counts})
+    is called after each pass (the task emits the new counts there, not only at the end)."""
+    take = redis.register_script(_TAKE_DIRTY)
+    mark, dirty = RECOUNT_SCHEDULED.format(kind=kind), RECOUNT_DIRTY.format(kind=kind)
+    changed: dict[int, dict] = {}
+    while True:
+        take(keys=[dirty, f"synspirit:recount:batch:{kind}:{uuid.uuid4().hex}",
+                   RECOUNT_BATCHES])
+        for batch_key in [k.decode() for k in redis.lrange(RECOUNT_BATCHES, 0, -1)]:
+            if batch_key.split(":")[3] != kind:
+                continue
+            ids = sorted(int(i) for i in redis.smembers(batch_key))
+            if ids:
+                done = recompute_many_content_counts(session, kind, ids, redis)
+                changed.update(done)
+                if on_pass is not None:
+                    on_pass(done)
+            pipe = redis.pipeline()
+            pipe.delete(batch_key)
+            pipe.lrem(RECOUNT_BATCHES, 0, batch_key)
+            pipe.execute()
+        redis.delete(mark)
+        if not redis.exists(dirty):
+            return changed
+        if not redis.set(mark, 1, nx=True, px=RECOUNT_SCHEDULED_TTL):
+            return changed  # a change made after the delete scheduled another task
+
+
+def recompute_many_content_counts(session, kind: str, ids: list[int],
+                                  redis=None) -> dict[int, dict]:
+    """recompute_content_counts for many items in one statement (rows locked in id order, so
+    two of these never deadlock each other)."""
+    table, fk = _content_table(kind), f"{kind}_id"
+    rows = session.execute(
+        text(
+            f"""
+            WITH locked AS (SELECT id FROM {table} WHERE id = ANY(CAST(:ids AS integer[]))
+                            ORDER BY id FOR UPDATE)
+            UPDATE {table} AS t SET
+              likes_count = (SELECT count(*) FROM reactions
+                             WHERE {fk} = t.id AND action = 'like'),
+              collects_count = (SELECT count(*) FROM reactions
+                                WHERE {fk} = t.id AND action = 'collect'),
+              shares_count = (SELECT count(*) FROM reactions
+                              WHERE {fk} = t.id AND action = 'share'),
+              comments_count = (SELECT count(*) FROM {_comment_table(kind)} WHERE {fk} = t.id)
+            FROM locked WHERE t.id = locked.id
+            RETURNING t.id, views_count, likes_count, collects_count, shares_count,
+                      comments_count
+            """
+        ),
+        {"ids": list(ids)},
+    ).all()
+    changed = {row[0]: dict(zip(COUNT_COLUMNS, row[1:], strict=True)) for row in rows}
+    _publish_counts(redis, kind, changed)
+    session.commit()
+    return changed
 
 
 def recompute_comment_likes(session, kind: str, comment_id: int) -> tuple[int, int] | None:
@@ -80,11 +204,48 @@ def record_view(redis, kind: str, content_id: int) -> tuple[int, bool]:
     """Buffer one view, in one round trip. Returns the views of this item still buffered
     (this one included) and whether the caller should schedule a flush (at most one scheduled
     flush per kind per FLUSH_DELAY, so views never cost a task each)."""
-    pipe = redis.pipeline(transaction=False)
-    pipe.hincrby(VIEW_BUFFER.format(kind=kind), str(content_id), 1)
-    pipe.set(VIEW_FLUSH_SCHEDULED.format(kind=kind), 1, nx=True, px=int(FLUSH_DELAY * 1000))
-    pending, first = pipe.execute()
-    return int(pending), bool(first)
+    pending, first, _, _ = view_and_read(redis, kind, content_id)
+    return pending, first
+
+
+# A read of an item in one command (one round trip, one reply to parse): count the view, set
+# the flush mark, read the counts hash and the body version. One EVALSHA costs the web worker
+# less than a four-command pipeline (packing and parsing four commands was most of the
+# `view_and_read` share of the post_get profile, docs/performance.md).
+_VIEW_AND_READ = """
+local pending = 0
+local first = false
+if ARGV[1] == '1' then
+  pending = redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
+  first = redis.call('SET', KEYS[2], 1, 'NX', 'PX', ARGV[3])
+end
+local counts = redis.call('HMGET', KEYS[3], 'views', 'likes', 'collects', 'shares', 'comments')
+local version = redis.call('GET', KEYS[4])
+return {pending, first and 1 or 0, counts, version or 0}
+"""
+_scripts: dict = {}
+
+
+def _script(redis, source: str):
+    """A registered Lua script (EVALSHA, loaded again after a Redis restart), made once."""
+    script = _scripts.get(source)
+    if script is None:
+        script = _scripts[source] = redis.register_script(source)
+    return script
+
+
+def view_and_read(redis, kind: str, content_id: int,
+                  count: bool = True) -> tuple[int, bool, dict | None, int]:
+    """One round trip for a read of an item: buffer the view (unless count=False), and read the
+    item's counts hash and body version (item_cache.py). Returns (views still buffered,
+    schedule a flush?, counts as PostgreSQL has them or None, version)."""
+    pending, first, raw, version = _script(redis, _VIEW_AND_READ)(
+        keys=[VIEW_BUFFER.format(kind=kind), VIEW_FLUSH_SCHEDULED.format(kind=kind),
+              counts_key(kind, content_id), version_key(kind, content_id)],
+        args=["1" if count else "0", str(content_id), int(FLUSH_DELAY * 1000)],
+        client=redis)
+    raw = list(raw) + [None] * (len(COUNT_FIELDS) - len(raw))  # trailing nils are dropped
+    return int(pending), bool(first), parse_counts(raw), int(version or 0)
 
 
 def pending_views(redis, kind: str, content_id: int) -> int:
@@ -95,10 +256,21 @@ def pending_views(redis, kind: str, content_id: int) -> int:
 
 # Moves the live buffer into a uniquely named batch and queues the batch, atomically, so a view
 # counted at the same moment lands either in this batch or in the next buffer, never nowhere.
+# The views taken are also added to the items' counts hashes (item_cache.py) where those
+# exist, so a read during the flush still sees them (the flush then writes what PostgreSQL has).
 _TAKE_BATCH = """
 if redis.call('EXISTS', KEYS[1]) == 1 then
   redis.call('RENAME', KEYS[1], KEYS[2])
   redis.call('RPUSH', KEYS[3], KEYS[2])
+  if ARGV[1] then
+    local views = redis.call('HGETALL', KEYS[2])
+    for i = 1, #views, 2 do
+      local counts = ARGV[1] .. views[i]
+      if redis.call('EXISTS', counts) == 1 then
+        redis.call('HINCRBY', counts, 'views', views[i + 1])
+      end
+    end
+  end
   return 1
 end
 return 0
@@ -118,12 +290,13 @@ def flush_views(redis, session) -> dict[str, dict[int, dict]]:
         take = redis.register_script(_TAKE_BATCH)
         for kind in CONTENT_MODELS:
             take(keys=[VIEW_BUFFER.format(kind=kind),
-                       f"synspirit:views:batch:{kind}:{uuid.uuid4().hex}", VIEW_BATCHES])
+                       f"synspirit:views:batch:{kind}:{uuid.uuid4().hex}", VIEW_BATCHES],
+                 args=[counts_key(kind, "")])
         changed: dict[str, dict[int, dict]] = {kind: {} for kind in CONTENT_MODELS}
         for batch_key in [k.decode() for k in redis.lrange(VIEW_BATCHES, 0, -1)]:
             kind = batch_key.split(":")[3]
             views = {int(k): int(v) for k, v in redis.hgetall(batch_key).items()}
-            changed[kind].update(_apply_batch(session, kind, batch_key, views))
+            changed[kind].update(_apply_batch(session, kind, batch_key, views, redis))
             pipe = redis.pipeline()
             pipe.delete(batch_key)
             pipe.lrem(VIEW_BATCHES, 0, batch_key)
@@ -136,7 +309,8 @@ def flush_views(redis, session) -> dict[str, dict[int, dict]]:
             log.warning("view flush outlived its lock")
 
 
-def _apply_batch(session, kind: str, batch_key: str, views: dict[int, int]) -> dict[int, dict]:
+def _apply_batch(session, kind: str, batch_key: str, views: dict[int, int],
+                 redis=None) -> dict[int, dict]:
     fresh = session.execute(
         text("INSERT INTO view_batches (key) VALUES (:k) ON CONFLICT DO NOTHING RETURNING key"),
         {"k": batch_key},
@@ -147,10 +321,12 @@ def _apply_batch(session, kind: str, batch_key: str, views: dict[int, int]) -> d
     rows = session.execute(
         text(
             f"""
+            WITH locked AS (SELECT id FROM {_content_table(kind)}
+                            WHERE id = ANY(CAST(:ids AS integer[])) ORDER BY id FOR UPDATE)
             UPDATE {_content_table(kind)} AS t SET views_count = t.views_count + v.n
             FROM (SELECT unnest(CAST(:ids AS integer[])) AS id,
-                         unnest(CAST(:ns AS bigint[])) AS n) AS v
-            WHERE t.id = v.id
+                         unnest(CAST(:ns AS bigint[])) AS n) AS v, locked
+            WHERE t.id = v.id AND locked.id = v.id
             RETURNING t.id, views_count, likes_count, collects_count, shares_count,
                       comments_count
             """
@@ -159,11 +335,13 @@ def _apply_batch(session, kind: str, batch_key: str, views: dict[int, int]) -> d
     ).all()
     # Applied batches older than a day can no longer be pending anywhere.
     session.execute(text("DELETE FROM view_batches WHERE applied_at < now() - interval '1 day'"))
+    changed = {row[0]: dict(zip(COUNT_COLUMNS, row[1:], strict=True)) for row in rows}
+    _publish_counts(redis, kind, changed)
     session.commit()
-    return {row[0]: dict(zip(COUNT_COLUMNS, row[1:], strict=True)) for row in rows}
+    return changed
 
 
-def reconcile_content_counts(session, kind: str) -> dict[int, dict]:
+def reconcile_content_counts(session, kind: str, redis=None) -> dict[int, dict]:
     """Repair every post/article whose cached counts differ from its rows (a count task that
     could not be enqueued, say while the broker restarted). Returns {id: counts} repaired."""
     table, fk, comments = _content_table(kind), f"{kind}_id", _comment_table(kind)
@@ -185,8 +363,10 @@ def reconcile_content_counts(session, kind: str) -> dict[int, dict]:
               IS DISTINCT FROM (c.likes, c.collects, c.shares, c.comments)
         RETURNING t.id, views_count, likes_count, collects_count, shares_count, comments_count
         """)).all()
+    repaired = {row[0]: dict(zip(COUNT_COLUMNS, row[1:], strict=True)) for row in rows}
+    _publish_counts(redis, kind, repaired)
     session.commit()
-    return {row[0]: dict(zip(COUNT_COLUMNS, row[1:], strict=True)) for row in rows}
+    return repaired
 
 
 def reconcile_comment_likes(session, kind: str) -> list[tuple[int, int, int]]:

@@ -1,12 +1,14 @@
 """Which Celery task keeps which count, and enqueueing after a commit."""
 from __future__ import annotations
 
+import contextlib
 import logging
 
-import redis.exceptions
+import redis.exceptions as redis_exceptions
 from kombu.exceptions import OperationalError as BrokerError
 
-from . import tasks
+from . import counting, tasks
+from .extensions import redis_client
 
 log = logging.getLogger(__name__)
 
@@ -17,7 +19,7 @@ COUNT_TASK = {
     "article_comment": tasks.update_article_comment_likes_count,
 }
 VIEW_TASK = {"post": tasks.update_post_view_count, "article": tasks.update_article_view_count}
-BROKER_ERRORS = (BrokerError, redis.exceptions.RedisError, OSError)
+BROKER_ERRORS = (BrokerError, redis_exceptions.RedisError, OSError)
 
 
 def enqueue(task, *args, **options) -> bool:
@@ -35,5 +37,20 @@ def enqueue(task, *args, **options) -> bool:
 
 
 def recount(target_type: str, target_id: int) -> None:
-    """Recount a target whose relations changed (idempotent: recounts from the rows)."""
-    enqueue(COUNT_TASK[target_type], target_id)
+    """Recount a target whose relations changed (idempotent: recounts from the rows).
+
+    Posts and articles are coalesced (counting.mark_dirty): one task recounts every item
+    changed since the last one. Comments get a task each."""
+    if target_type not in ("post", "article"):
+        enqueue(COUNT_TASK[target_type], target_id)
+        return
+    redis = redis_client()
+    try:
+        schedule = counting.mark_dirty(redis, target_type, target_id)
+    except (redis_exceptions.RedisError, OSError) as e:
+        # Same as a broker that is away: the periodic reconcile_counts sweep catches up.
+        log.warning("could not mark %s %s for a recount: %s", target_type, target_id, e)
+        return
+    if schedule and not enqueue(tasks.recount_dirty, target_type):
+        with contextlib.suppress(redis_exceptions.RedisError, OSError):
+            counting.unschedule(redis, target_type)

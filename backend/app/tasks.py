@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 from sqlalchemy import text
 
-from . import counting, ranking, rendering
+from . import counting, item_cache, ranking, rendering
 from .celery_setup import IDEMPOTENT, RETRY_KWARGS
 from .extensions import db, redis_client
 from .realtime import emit
@@ -14,7 +14,7 @@ COUNTER = {**RETRY_KWARGS, **IDEMPOTENT}
 
 
 def _content_counts(kind: str, content_id: int) -> None:
-    counts = counting.recompute_content_counts(db.session, kind, content_id)
+    counts = counting.recompute_content_counts(db.session, kind, content_id, redis_client())
     if counts is not None:
         emit.counts(kind, content_id, counts)
 
@@ -36,6 +36,17 @@ def update_post_counts(post_id: int) -> None:
 def update_article_counts(article_id: int) -> None:
     """Likes, collects, shares and comments of an article, from their rows."""
     _content_counts("article", article_id)
+
+
+@shared_task(**COUNTER)
+def recount_dirty(kind: str) -> int:
+    """Likes, collects, shares and comments of every post (or article) marked dirty since the
+    last run (counting.mark_dirty): one statement for all of them."""
+    def emit_all(changed: dict) -> None:
+        for content_id, counts in changed.items():
+            emit.counts(kind, content_id, counts)
+
+    return len(counting.recount_dirty(redis_client(), db.session, kind, on_pass=emit_all))
 
 
 @shared_task(**COUNTER)
@@ -91,6 +102,7 @@ def render_article(article_id: int) -> bool:
     ).rowcount
     db.session.commit()
     if done:
+        item_cache.bump_version(redis_client(), "article", article_id)  # reload the cached body
         emit.rendered(article_id)
     return bool(done)
 
@@ -106,7 +118,8 @@ def reconcile_counts() -> int:
     """Periodic safety net: repair any count that differs from its rows (every minute)."""
     repaired = 0
     for kind in ("post", "article"):
-        for content_id, counts in counting.reconcile_content_counts(db.session, kind).items():
+        for content_id, counts in counting.reconcile_content_counts(db.session, kind,
+                                                                        redis_client()).items():
             emit.counts(kind, content_id, counts)
             repaired += 1
         for parent_id, comment_id, likes in counting.reconcile_comment_likes(db.session, kind):

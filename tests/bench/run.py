@@ -2,7 +2,8 @@
 """`make bench`: SynSpirit measured against its own floor, on one machine, over loopback.
 
     .venv/bin/python tests/bench/run.py [--quick] [--out FILE] [--data DIR] [--profile]
-                                        [--only SCENARIO,...] [--lab URL]
+                                        [--only SCENARIO,...]
+    .venv/bin/python tests/bench/run.py --lab https://10.77.N.10 --straight http://10.77.N.11:8000
 
 Starts its own stack (as root, like ./start.sh): private PostgreSQL and Redis under
 .data/bench (backend/scripts/localstack.sh), a fresh database `synspirit_bench`, the migrations,
@@ -38,8 +39,9 @@ absolute numbers drift with the machine and its load (docs/performance.md explai
 --profile: also records the web worker (and the io worker during io_drain) with py-spy
   (--nonblocking, 100 Hz) and writes collapsed stacks plus a top-frames summary to
   DATA/profiles/ (perturbs the figures a little; use it to explain a miss).
---lab URL: TODO, not implemented (see docs/performance.md); lab figures are read from
-  .cache/lab/timings.json.
+--lab URL --straight URL: instead of all this, against a running lab: GET /api/posts/<id>
+  through its load balancer vs straight to one web instance (ratio), recorded in the lab's
+  timings.json (--lab-timings FILE) where the table's lab row reads it.
 """
 from __future__ import annotations
 
@@ -71,7 +73,10 @@ LOCALSTACK = BACKEND / "scripts" / "localstack.sh"
 VENV_BIN = Path(sys.executable).parent
 DB_NAME = "synspirit_bench"
 WORKER_CONNECTIONS = 12000  # above the 10,000 websockets of ws_hold
-LAB_TIMINGS = ROOT / ".cache" / "lab" / "timings.json"
+# tests/lab/lab.sh keeps lab 0's state in .cache/lab and lab N's (LAB_ID=N) in .cache/lab/labN.
+_LAB_ID = os.environ.get("LAB_ID", "0") or "0"
+LAB_TIMINGS = (ROOT / ".cache" / "lab" / ("" if _LAB_ID == "0" else f"lab{_LAB_ID}")
+               / "timings.json")
 
 sys.path.insert(0, str(BACKEND))
 
@@ -131,6 +136,18 @@ def children(pid: int) -> list[int]:
     return out
 
 
+def proc_cpu(pid: int, reaped: bool = False) -> float:
+    """utime + stime (+ the waited-for children's, when reaped) of a process, in seconds."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12])
+    if reaped:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_model() -> str:
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -169,6 +186,8 @@ def combine(runs: list[dict]) -> dict:
     secs = sum(r["seconds"] for r in runs)
     p50s = sorted(r["p50_ms"] for r in runs)
     out = {"requests": req, "seconds": round(secs, 3), "rps": round(req / secs, 1),
+           "cpu_ms_per_req": {k: round(1000.0 * sum(r["cpu_s"][k] for r in runs) / req, 3)
+                              if req else None for k in runs[0].get("cpu_s", {})},
            "rounds_rps": [r["rps"] for r in runs], "p50_ms": p50s[len(p50s) // 2],
            "p99_ms": max(r["p99_ms"] for r in runs), "max_ms": max(r["max_ms"] for r in runs),
            "command": runs[0]["command"], "load1": [round(r["load1"], 2) for r in runs]}
@@ -206,6 +225,7 @@ class Bench:
         self.post_ids: list[int] = []
         self.results: dict = {}
         self.healthz_runs: list[dict] = []
+        self.cpu_pids: dict[str, int] = {}
         self.loads: list[tuple[float, tuple]] = []
         self._stop_sampler = threading.Event()
         self.run_id = uuid.uuid4().hex[:6]
@@ -316,6 +336,7 @@ class Bench:
                            "geventwebsocket.gunicorn.workers.GeventWebSocketWorker", "-w", "1",
                            "--worker-connections", str(WORKER_CONNECTIONS),
                            "--bind", f"127.0.0.1:{self.port}", "--graceful-timeout", "10",
+                           "--timeout", "120",
                            "--no-control-socket", "run:app"])
         self.io_node = f"io-bench-{self.run_id}@{socket.gethostname()}"
         self.spawn("io", [celery, "-A", "app.celery_utils", "worker", "--pool=gevent", "-c",
@@ -335,6 +356,12 @@ class Bench:
         self.wait_http("/readyz", 120)
         self.wait_worker(self.io_node, 120)
         self.web_pid = self.worker_pid("web")
+        self.cpu_pids = {"web": self.web_pid, "io": self.worker_pid("io")}
+        with contextlib.suppress(Exception):
+            self.cpu_pids["redis"] = int(self.redis.info("server")["process_id"])
+            backend = int(self.sql("SELECT pg_backend_pid()"))
+            self.cpu_pids["postmaster"] = int(
+                Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
         log(f"stack up: {self.url} (gunicorn worker pid {self.web_pid})")
 
     def wait_http(self, path: str, timeout: float) -> None:
@@ -446,6 +473,7 @@ class Bench:
         lua.write_text(script + LUA_DONE)
         cmd = ["wrk", "-t", "1", "-c", str(conns), "-d", f"{max(1, round(secs))}s",
                "--timeout", "10s", "-s", str(lua), self.url + path]
+        cpu0 = self.cpu_seconds()
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=secs + 60,
                               stdin=subprocess.DEVNULL)
         line = next((ln for ln in done.stdout.splitlines() if ln.startswith("BENCHJSON ")), None)
@@ -459,8 +487,27 @@ class Bench:
             r[f"{k}_ms"] = round(r.pop(f"{k}_us") / 1000.0, 2)
         r["command"] = shlex.join(cmd)
         r["load1"] = os.getloadavg()[0]
+        if cpu0:
+            cpu1 = self.cpu_seconds()
+            r["cpu_s"] = {k: round(cpu1[k] - cpu0[k], 3) for k in cpu0}
         self.check_alive()
         return r
+
+    def cpu_seconds(self) -> dict:
+        """CPU seconds used so far by the web worker and by the whole stack (web + io worker
+        + Redis + PostgreSQL with its exited backends): CPU per request does not depend on how
+        busy the rest of the machine is, requests per second do."""
+        if not self.cpu_pids:
+            return {}
+        web = proc_cpu(self.cpu_pids["web"])
+        stack = web + sum(proc_cpu(pid) for key, pid in self.cpu_pids.items()
+                          if key not in ("web", "postmaster"))
+        pm = self.cpu_pids.get("postmaster")
+        if pm:
+            stack += proc_cpu(pm, reaped=True)
+            for kid in children(pm):
+                stack += proc_cpu(kid)
+        return {"web": web, "stack": stack}
 
     def lua_many_posts(self, seed: int) -> str:
         return (f"local ids = {lua_list(self.post_ids)}\nlocal n = #ids\n" + LUA_SEED % seed +
@@ -561,13 +608,18 @@ class Bench:
         hs.append(self.wrk(f"healthz_{name}_{rounds}", "", "/healthz", secs, conns))
         self.healthz_runs += hs
         r, floor = combine(xs), combine(hs)
+        cpu_x, cpu_h = r.get("cpu_ms_per_req") or {}, floor.get("cpu_ms_per_req") or {}
+        r.update({"floor_cpu_ms_per_req": cpu_h,
+                  # what the ratio would be with the CPU to itself: floor CPU / figure CPU
+                  "cpu_ratio": {k: ratio(cpu_h.get(k), cpu_x[k]) for k in cpu_x if cpu_x[k]}})
         r.update({"floor_rps": floor["rps"], "ratio": ratio(r["rps"], floor["rps"]),
                   "floor_rounds_rps": [h["rps"] for h in hs], "profile": profile,
                   "floor_command": hs[0]["command"]})
         if after:
             r.update(after)
         log(f"{name}: {r['rps']} req/s vs healthz {floor['rps']} req/s "
-            f"(rounds {r['rounds_rps']} / {r['floor_rounds_rps']}) -> {r['ratio']}")
+            f"(rounds {r['rounds_rps']} / {r['floor_rounds_rps']}) -> {r['ratio']}; CPU ms per "
+            f"request {cpu_x} vs {cpu_h} -> CPU ratio {r['cpu_ratio']}")
         return r
 
     def warm(self, script: str, path: str) -> None:
@@ -592,11 +644,32 @@ class Bench:
 
     def run_views(self) -> dict:
         script = self.lua_many_posts(1)
+        # Every post read once first (each instance keeps a post's body for ITEM_CACHE_TTL,
+        # 60 s), so that `views` is the steady state of a warm instance; this first pass is
+        # reported as `views.cold` (a PostgreSQL read per post), bounded to 60 s.
+        cold_script = (f"local ids = {lua_list(self.post_ids)}\nlocal n = #ids\n"
+                       "local i = 0\nlocal answered = 0\n"
+                       "function request()\n  i = i + 1\n  if i > n then i = 1 end\n"
+                       '  return wrk.format("GET", "/api/posts/" .. ids[i])\nend\n'
+                       "function response(status, headers, body)\n"
+                       "  answered = answered + 1\n"
+                       "  if answered >= n then wrk.thread:stop() end\nend\n")
+        # wrk's thread:stop() may not end the pass early, so its length is bounded by the
+        # number of posts too (2 s for --quick's 40, 60 s for 2,000).
+        cold_secs = min(60.0, max(2.0, len(self.post_ids) / 20.0))
+        cold = self.wrk("views_cold", cold_script, "/", cold_secs, self.p["wrk_conns"])
+        log(f"views, first read of each post (cold): {cold['rps']} req/s, "
+            f"{cold['requests']} requests, CPU seconds {cold.get('cpu_s')}")
         self.warm(script, "/")
         self.wait_served_stable(self.post_views_served)
         self.settle_views()
         served0, db0, batches0 = self.post_views_served(), self.db_views(), self.view_batches()
         r = self.paired("views", script, "/", self.p["http_secs"])
+        r["cold"] = {k: cold.get(k) for k in ("rps", "requests", "seconds", "p50_ms", "p99_ms",
+                                              "cpu_s", "command")}
+        if cold.get("cpu_s") and cold["requests"]:
+            r["cold"]["cpu_ms_per_req"] = {k: round(1000.0 * v / cold["requests"], 3)
+                                           for k, v in cold["cpu_s"].items()}
         self.wait_served_stable(self.post_views_served)
         settled = self.settle_views()
         served = self.post_views_served() - served0
@@ -919,6 +992,71 @@ class Bench:
         }
 
 
+# --- the lab: through nginx vs straight to one instance ------------------------------------------
+
+def run_lab(args) -> dict:
+    """Against a running lab (`LAB_ID=N make lab`): GET /api/posts/<id> through the load
+    balancer (--lab URL, https) and straight to one web instance (--straight URL), in
+    interleaved rounds, with the same wrk settings; also /healthz both ways. Registers one
+    user and creates one post through the load balancer. Writes the figures to --out and
+    records `nginx_vs_straight` in the lab's timings.json (--lab-timings)."""
+    import requests
+    import urllib3
+
+    urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)  # the lab's own CA
+    if not args.straight:
+        raise BenchError("--lab needs --straight URL (one web instance, e.g. "
+                         "http://10.77.N.11:8000)")
+    p = dict(PROFILES["quick" if args.quick else "full"])
+    secs, conns, rounds = p["http_secs"], p["wrk_conns"], p["rounds"] + 1
+    bench = Bench(args)
+    bench.data.mkdir(parents=True, exist_ok=True)
+    lb, straight = args.lab.rstrip("/"), args.straight.rstrip("/")
+    s = requests.Session()
+    s.verify = False
+    name = f"benchlab_{uuid.uuid4().hex[:8]}"
+    # verify=False on each call: a session's verify loses to REQUESTS_CA_BUNDLE in requests.
+    r = s.post(lb + "/api/auth/register", timeout=30, verify=False,
+               json={"username": name, "password": "bench-password"})
+    r.raise_for_status()
+    token = r.json()["token"]
+    r = s.post(lb + "/api/posts", timeout=30, verify=False, headers={"Authorization": f"Bearer {token}"},
+               json={"title": "Lab bench post", "content": "Through nginx or straight. " * 8})
+    r.raise_for_status()
+    path = f"/api/posts/{r.json()['id']}"
+    for base in (lb, straight):
+        s.get(base + path, timeout=10, verify=False).raise_for_status()
+    load_before = os.getloadavg()
+    out: dict = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                 "lb": lb, "straight": straight, "path": path}
+    for what, route in (("healthz", "/healthz"), ("post_get", path)):
+        via: dict[str, list] = {"nginx": [], "straight": []}
+        for i in range(rounds):
+            for key, base in (("nginx", lb), ("straight", straight)):
+                bench.url = base
+                via[key].append(bench.wrk(f"lab_{what}_{key}_{i}", "", route, secs, conns))
+        n, st = combine(via["nginx"]), combine(via["straight"])
+        out[what] = {"nginx": n, "straight": st, "ratio": ratio(n["rps"], st["rps"])}
+        log(f"lab {what}: nginx {n['rps']} req/s ({n['rounds_rps']}), straight {st['rps']} "
+            f"req/s ({st['rounds_rps']}) -> {out[what]['ratio']}")
+    out["nginx_vs_straight"] = out["post_get"]["ratio"]
+    out["machine"] = {"nproc": os.cpu_count(), "cpu_model": cpu_model(),
+                      "load_before": [round(x, 2) for x in load_before],
+                      "load_after": [round(x, 2) for x in os.getloadavg()]}
+    out["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    timings = Path(args.lab_timings) if args.lab_timings else LAB_TIMINGS
+    with contextlib.suppress(OSError, ValueError):
+        data = json.loads(timings.read_text()) if timings.exists() else {}
+        data["nginx_vs_straight"] = {
+            "ratio": out["nginx_vs_straight"], "at": out["finished_at"],
+            "nginx_rps": out["post_get"]["nginx"]["rps"],
+            "straight_rps": out["post_get"]["straight"]["rps"],
+            "healthz_ratio": out["healthz"]["ratio"], "command": shlex.join(sys.argv)}
+        timings.write_text(json.dumps(data, indent=2) + "\n")
+        out["timings"] = str(timings)
+    return out
+
+
 # --- targets, lab, table ------------------------------------------------------------------------
 
 def judge(fig: dict) -> None:
@@ -1015,6 +1153,15 @@ def table(res: dict) -> str:
     def ok(x):
         return "-" if x.get("met") is None else ("yes" if x["met"] else "NO")
 
+    def cpu_row(x):
+        c, fl, cr = x.get("cpu_ms_per_req") or {}, x.get("floor_cpu_ms_per_req") or {}, \
+            x.get("cpu_ratio") or {}
+        if c:
+            rows.append(("  CPU ms/request web (whole stack)",
+                         f"{fmt(c.get('web'))} ({fmt(c.get('stack'))})",
+                         f"{fmt(fl.get('web'))} ({fmt(fl.get('stack'))})",
+                         f"{fmt(cr.get('web'))} ({fmt(cr.get('stack'))})", "", ""))
+
     h = f.get("healthz_rps", {})
     rows.append(("GET /healthz req/s (floor, all rounds)", fmt(h.get("value")),
                  f"rounds {fmt(h.get('min'))}..{fmt(h.get('max'))}", "", "", ""))
@@ -1022,10 +1169,17 @@ def table(res: dict) -> str:
         x = f["post_get"]
         rows.append(("GET /api/posts/<id> req/s (one post)", fmt(x["rps"]), fmt(x["floor_rps"]),
                      fmt(x["ratio"]), ">= 0.6", ok(x)))
+        cpu_row(x)
     if "views" in f:
         x = f["views"]
         rows.append((f"views/s over {res['config']['posts']:,} posts", fmt(x["rps"]),
                      fmt(x["floor_rps"]), fmt(x["ratio"]), ">= 0.8", ok(x)))
+        cpu_row(x)
+        if x.get("cold"):
+            c = x["cold"]
+            rows.append(("  first read of each post (cold) req/s", fmt(c.get("rps")),
+                         f"{fmt(c.get('requests'))} reads", "",
+                         f"web {fmt((c.get('cpu_ms_per_req') or {}).get('web'))} ms/req", ""))
         rows.append(("  views served = in PostgreSQL",
                      f"{fmt(x['views_served'])} = {fmt(x['views_in_db'])}", "", "",
                      "exact", "yes" if x["exact"] else "NO"))
@@ -1035,6 +1189,7 @@ def table(res: dict) -> str:
         x = f["likes"]
         rows.append(("likes/s over HTTP (many users)", fmt(x["rps"]), fmt(x["floor_rps"]),
                      fmt(x["ratio"]), "report", ""))
+        cpu_row(x)
         rows.append(("  likes exact, converged after", f"{fmt(x['converged_s'])} s",
                      f"{fmt(x['likes_rows'])} likes", "", "exact, <= 2 s", ok(x)))
     if "io_drain" in f:
@@ -1098,13 +1253,27 @@ def main() -> int:
     ap.add_argument("--serve", type=float, metavar="SECONDS",
                     help="set up and seed, then keep the stack for SECONDS (Ctrl-C ends it) "
                          "for investigating by hand; no scenario runs")
-    ap.add_argument("--lab", metavar="URL", help="TODO: run against the lab (not implemented)")
+    ap.add_argument("--lab", metavar="URL",
+                    help="measure a running lab instead: its load balancer (https://10.77.N.10)")
+    ap.add_argument("--straight", metavar="URL",
+                    help="with --lab: one web instance straight (http://10.77.N.11:8000)")
+    ap.add_argument("--lab-timings", metavar="FILE",
+                    help=f"with --lab: the lab's timings.json to record into ({LAB_TIMINGS})")
     args = ap.parse_args()
-    if args.lab:
-        log("--lab is not implemented yet (docs/performance.md); lab figures come from "
-            f"{LAB_TIMINGS}")
-        return 2
     nofile = raise_nofile()
+    if args.lab:
+        try:
+            res = run_lab(args)
+        except (BenchError, OSError, ValueError) as e:
+            log(f"failed: {e}")
+            return 1
+        out = Path(args.out) if args.out else Path(args.data) / "lab-results.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(res, indent=2) + "\n")
+        print(f"through nginx vs straight: GET {res['path']} {res['post_get']['nginx']['rps']} "
+              f"vs {res['post_get']['straight']['rps']} req/s -> {res['nginx_vs_straight']}; "
+              f"/healthz {res['healthz']['ratio']}\nJSON: {out}")
+        return 0
     if nofile < WORKER_CONNECTIONS:
         log(f"warning: open-files limit {nofile} < {WORKER_CONNECTIONS}; ws_hold may fall short")
 

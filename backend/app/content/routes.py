@@ -6,7 +6,7 @@ import redis.exceptions
 from flask import Blueprint, current_app, g, jsonify
 from sqlalchemy import func, select
 
-from .. import counting, tasks
+from .. import counting, item_cache, tasks
 from ..auth.security import login_required
 from ..dispatch import VIEW_TASK, enqueue, recount
 from ..errors import APIError, not_found
@@ -62,6 +62,15 @@ def make_blueprint(kind: str) -> Blueprint:
     def serialize(item) -> dict:
         return content_json(item, kind)
 
+    def changed(item_id: int) -> None:
+        """After a committed edit or delete: this instance and every other reload the item."""
+        cache().pop((kind, item_id))
+        try:
+            item_cache.bump_version(redis_client(), kind, item_id)
+        except (redis.exceptions.RedisError, OSError) as e:
+            # Other instances serve the old body until their copy expires (ITEM_CACHE_TTL).
+            log.warning("could not bump the version of %s %s: %s", kind, item_id, e)
+
     @bp.post("")
     @login_required
     def create():
@@ -80,22 +89,48 @@ def make_blueprint(kind: str) -> Blueprint:
                  else (model.created_at.desc(), model.id.desc()))
         return jsonify(_page(select(model), order, q, serialize))
 
+    def load_entry(item_id: int):
+        """(body without counts, counts) from PostgreSQL, or MISSING."""
+        item = db.session.get(model, item_id)
+        if item is None:
+            return item_cache.MISSING
+        body = serialize(item)
+        return body, body.pop("counts")
+
     @bp.get("/<int:item_id>")
     def show(item_id: int):
-        cached = cache().get((kind, item_id))
-        if cached is None:
-            cached = cache()[(kind, item_id)] = serialize(load(item_id))
-            db.session.remove()  # give the connection back before talking to Redis
-        data = {**cached, "counts": {**cached["counts"]}}
+        # A hit costs one Redis round trip (count the view, read the counts hash and the body's
+        # version) and no PostgreSQL; see item_cache.py.
+        if item_id > MAX_ID:
+            raise not_found(kind)
+        key, items, rc = (kind, item_id), cache(), redis_client()
         try:
-            pending, schedule = counting.record_view(redis_client(), kind, item_id)
-            if schedule:
-                enqueue(VIEW_TASK[kind], item_id, countdown=counting.FLUSH_DELAY)
-            data["counts"]["views"] += pending
+            # The view is counted before we know the item exists: a view of a missing id is
+            # dropped by the flush (its UPDATE matches no row), and a read costs one round trip.
+            pending, schedule, counts, version = counting.view_and_read(rc, kind, item_id)
         except (redis.exceptions.RedisError, OSError) as e:
-            # Reading must not fail because the view buffer is away; this view is not counted.
+            # Reading must not fail because Redis is away; this view is not counted.
             log.warning("view of %s %s not counted: %s", kind, item_id, e)
-        return jsonify(data)
+            entry = load_entry(item_id)
+            db.session.remove()
+            if entry is item_cache.MISSING:
+                raise not_found(kind) from None
+            return jsonify({**entry[0], "counts": entry[1]})
+        entry = items.get(key, version) if counts is not None else None
+        if entry is None:
+            entry = items.load(key, version, lambda: load_entry(item_id))
+            db.session.remove()  # give the connection back before talking to Redis again
+            if entry is item_cache.MISSING:
+                raise not_found(kind)
+            if counts is None:
+                counts = entry[1]
+                try:
+                    item_cache.fill_counts(rc, kind, item_id, counts)
+                except (redis.exceptions.RedisError, OSError) as e:
+                    log.warning("counts of %s %s not cached: %s", kind, item_id, e)
+        if schedule:
+            enqueue(VIEW_TASK[kind], item_id, countdown=counting.FLUSH_DELAY)
+        return jsonify({**entry[0], "counts": {**counts, "views": counts["views"] + pending}})
 
     @bp.patch("/<int:item_id>")
     @login_required
@@ -114,7 +149,7 @@ def make_blueprint(kind: str) -> Blueprint:
             item.revision += 1
             item.content_html = item.excerpt = item.reading_minutes = None
         db.session.commit()
-        cache().pop((kind, item_id), None)
+        changed(item_id)
         if rerender:
             enqueue(tasks.render_article, item.id)
         return jsonify(serialize(item))
@@ -124,7 +159,7 @@ def make_blueprint(kind: str) -> Blueprint:
     def delete(item_id: int):
         db.session.delete(load_own(item_id))  # comments and reactions go with it (cascade)
         db.session.commit()
-        cache().pop((kind, item_id), None)
+        changed(item_id)
         return "", 204
 
     @bp.post("/<int:item_id>/comments")
