@@ -454,7 +454,7 @@ def s_rolling_deploy() -> list[dict]:
         log(f"rolling deploy: {' '.join(cmd)}")
         t = time.monotonic()
         r = subprocess.run(cmd, cwd=REPO / "ansible", env=env, capture_output=True, text=True,
-                           timeout=900)
+                           timeout=1800)
         took = time.monotonic() - t
         logfile = RESULTS.parent / "rolling-deploy.log"
         logfile.write_text(r.stdout + r.stderr)
@@ -509,7 +509,7 @@ def s_network_cut() -> list[dict]:
             s = session()
             while not stop.is_set():
                 try:
-                    code = s.get(f"{LB}/readyz", timeout=5).status_code
+                    code = s.get(f"{LB}/readyz", timeout=15).status_code
                 except Exception:  # noqa: BLE001
                     code = 0
                 readyz.append((time.monotonic(), code))
