@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV  := .venv
 PY    := $(VENV)/bin/python
 
-.PHONY: setup test test-backend lab lab-down test-lab lint start bench
+.PHONY: setup test test-backend lab lab-down test-lab lint start bench chaos
 
 setup:            ## install Debian packages and the pinned virtualenv (idempotent)
 	tests/bootstrap.sh
@@ -23,6 +23,9 @@ lab-down:         ## remove every lab host, the bridge, the proxy and their copi
 
 test-lab: lab     ## testinfra + end-to-end checks against the lab
 	tests/lab/lab.sh test
+
+chaos: lab        ## fault scenarios under load against the lab (docs/reliability.md); CHAOS_ARGS=--only kill,redis
+	$(PY) tests/chaos/run.py $(CHAOS_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check backend tests

@@ -7,6 +7,8 @@
 #   tests/lab/lab.sh test     pytest tests/infra against the lab  (--scale-out: add a web host too)
 #   tests/lab/lab.sh status   what runs
 #   tests/lab/lab.sh ssh HOST [CMD...]
+#   tests/lab/lab.sh poweroff HOST   clean power-off of one host (its disk stays)
+#   tests/lab/lab.sh boot HOST       boot it again and wait for SSH (nothing else is done to it)
 #
 # Size: LAB_WEB_HOSTS=3 tests/lab/lab.sh up  (default 2, or as many web hosts as already run).
 # Several labs side by side: LAB_ID=N (0..9, default 0) gives lab N its own bridge synlabN,
@@ -491,11 +493,30 @@ cmd_ssh() {
     exec ssh "${SSH_OPTS[@]}" "root@$(host_addr "$name")" "$@"
 }
 
+cmd_poweroff() {
+    need_root
+    local name=${1:?usage: lab.sh poweroff HOST}
+    [[ -n $(host_addr "$name") ]] || die "no host $name in lab $LAB_ID"
+    stop_hosts "$name"
+}
+
+cmd_boot() {
+    need_root
+    local name=${1:?usage: lab.sh boot HOST} addr
+    addr=$(host_addr "$name")
+    [[ -n $addr && -f $(host_root "$name")/.lab-host ]] || die "no host $name in lab $LAB_ID"
+    boot_host "$name"
+    wait_ssh "$name" "$addr"
+    say "$name: answers on SSH"
+}
+
 case ${1:-} in
     up) shift; cmd_up "$@" ;;
     down) shift; cmd_down "$@" ;;
     test) shift; cmd_test "$@" ;;
     status) shift; cmd_status "$@" ;;
     ssh) shift; cmd_ssh "$@" ;;
-    *) sed -n '2,15p' "$0"; exit 2 ;;
+    poweroff) shift; cmd_poweroff "$@" ;;
+    boot) shift; cmd_boot "$@" ;;
+    *) sed -n '2,17p' "$0"; exit 2 ;;
 esac
