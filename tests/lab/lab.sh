@@ -87,6 +87,17 @@ ensure_host_tools() {
     fi
 }
 
+# Every host's systemd takes inotify instances from the controller's per-user budget (128 by
+# default): a lab of five hosts, or several labs, run out ("Too many open files" at boot).
+ensure_inotify() {
+    local have
+    have=$(cat /proc/sys/fs/inotify/max_user_instances)
+    if ((have < 1024)); then
+        say "raising fs.inotify.max_user_instances from $have to 1024 (systemd in every host uses some)"
+        sysctl -qw fs.inotify.max_user_instances=1024
+    fi
+}
+
 ensure_venv() {
     if [[ ! -x $VENV/bin/ansible-playbook || ! -x $VENV/bin/pytest ]]; then
         [[ -x $REPO/tests/bootstrap.sh ]] || die "$VENV lacks ansible/pytest and tests/bootstrap.sh is missing"
@@ -404,6 +415,7 @@ print_summary() {
 cmd_up() {
     need_root
     ensure_host_tools
+    ensure_inotify
     ensure_venv
     local fresh=0 name addr
     while read -r name addr; do alive "$RUN/$name.pid" systemd-nspawn || fresh=1; done < <(topology)
