@@ -58,6 +58,7 @@ for _p in (str(BACKEND), str(Path(__file__).resolve().parent)):
         sys.path.insert(0, _p)
 
 from apiclient import API  # noqa: E402
+from processes import stop_processes  # noqa: E402
 
 # --- process bookkeeping -------------------------------------------------------------------------
 
@@ -97,19 +98,7 @@ def _spawn(name: str, argv: list[str], env: dict) -> subprocess.Popen:
 
 def _stop(*names: str, timeout: float = 20.0) -> None:
     """TERM the processes (warm shutdown, all at once), wait, then KILL their process groups."""
-    procs = [entry[0] for entry in (_PROCS.pop(n, None) for n in names) if entry]
-    for proc in procs:
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.terminate()
-    deadline = time.monotonic() + timeout
-    for proc in procs:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(max(0.1, deadline - time.monotonic()))
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(5)
+    stop_processes([entry[0] for entry in (_PROCS.pop(n, None) for n in names) if entry], timeout)
 
 
 def _localstack(*args: str) -> dict[str, str]:

@@ -67,6 +67,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests/backend"))
+from processes import stop_processes  # noqa: E402  (shared with the backend suite)
+
 BACKEND = ROOT / "backend"
 BENCH = ROOT / "tests" / "bench"
 LOCALSTACK = BACKEND / "scripts" / "localstack.sh"
@@ -249,19 +252,7 @@ class Bench:
         return proc
 
     def stop(self, *names: str, timeout: float = 15.0) -> None:
-        procs = [e[0] for e in (self.procs.pop(n, None) for n in names) if e]
-        for proc in procs:
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.terminate()
-        deadline = time.monotonic() + timeout
-        for proc in procs:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(5)
+        stop_processes([e[0] for e in (self.procs.pop(n, None) for n in names) if e], timeout)
 
     def check_alive(self) -> None:
         for name, (proc, logf) in self.procs.items():
