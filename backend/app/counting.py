@@ -18,6 +18,7 @@ from .item_cache import (
     version_key,
 )
 from .models import COMMENT_MODELS, CONTENT_MODELS
+from .redis_batch import ScriptBatcher
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +224,9 @@ local counts = redis.call('HMGET', KEYS[3], 'views', 'likes', 'collects', 'share
 local version = redis.call('GET', KEYS[4])
 return {pending, first and 1 or 0, counts, version or 0}
 """
+# The reads in flight in one process share a pipeline (group commit, redis_batch.py): in
+# `make bench` a read's own EVALSHA round trip was a fifth of its CPU (docs/performance.md).
+_view_and_read = ScriptBatcher(_VIEW_AND_READ)
 _scripts: dict = {}
 
 
@@ -239,11 +243,11 @@ def view_and_read(redis, kind: str, content_id: int,
     """One round trip for a read of an item: buffer the view (unless count=False), and read the
     item's counts hash and body version (item_cache.py). Returns (views still buffered,
     schedule a flush?, counts as PostgreSQL has them or None, version)."""
-    pending, first, raw, version = _script(redis, _VIEW_AND_READ)(
-        keys=[VIEW_BUFFER.format(kind=kind), VIEW_FLUSH_SCHEDULED.format(kind=kind),
-              counts_key(kind, content_id), version_key(kind, content_id)],
-        args=["1" if count else "0", str(content_id), int(FLUSH_DELAY * 1000)],
-        client=redis)
+    pending, first, raw, version = _view_and_read(
+        redis,
+        [VIEW_BUFFER.format(kind=kind), VIEW_FLUSH_SCHEDULED.format(kind=kind),
+         counts_key(kind, content_id), version_key(kind, content_id)],
+        ["1" if count else "0", str(content_id), int(FLUSH_DELAY * 1000)])
     raw = list(raw) + [None] * (len(COUNT_FIELDS) - len(raw))  # trailing nils are dropped
     return int(pending), bool(first), parse_counts(raw), int(version or 0)
 
