@@ -227,16 +227,6 @@ return {pending, first and 1 or 0, counts, version or 0}
 # The reads in flight in one process share a pipeline (group commit, redis_batch.py): in
 # `make bench` a read's own EVALSHA round trip was a fifth of its CPU (docs/performance.md).
 _view_and_read = ScriptBatcher(_VIEW_AND_READ)
-_scripts: dict = {}
-
-
-def _script(redis, source: str):
-    """A registered Lua script (EVALSHA, loaded again after a Redis restart), made once."""
-    script = _scripts.get(source)
-    if script is None:
-        script = _scripts[source] = redis.register_script(source)
-    return script
-
 
 def view_and_read(redis, kind: str, content_id: int,
                   count: bool = True) -> tuple[int, bool, dict | None, int]:
