@@ -3,7 +3,7 @@
 
     .venv/bin/python tests/bench/run.py [--quick] [--out FILE] [--data DIR] [--profile]
                                         [--only SCENARIO,...]
-    .venv/bin/python tests/bench/run.py --lab https://10.77.N.10 --straight http://10.77.N.11:8000
+    LAB_ID=N .venv/bin/python tests/bench/run.py --lab
 
 Starts its own stack (as root, like ./start.sh): private PostgreSQL and Redis under
 .data/bench (backend/scripts/localstack.sh), a fresh database `synspirit_bench`, the migrations,
@@ -39,9 +39,9 @@ absolute numbers drift with the machine and its load (docs/performance.md explai
 --profile: also records the web worker (and the io worker during io_drain) with py-spy
   (--nonblocking, 100 Hz) and writes collapsed stacks plus a top-frames summary to
   DATA/profiles/ (perturbs the figures a little; use it to explain a miss).
---lab URL --straight URL: instead of all this, against a running lab: GET /api/posts/<id>
-  through its load balancer vs straight to one web instance (ratio), recorded in the lab's
-  timings.json (--lab-timings FILE) where the table's lab row reads it.
+--lab: instead of all this, against the running lab LAB_ID: GET /api/posts/<id> through
+  nginx vs straight to the same web instances, wrk on lb1 both ways (ratio), recorded in the
+  lab's timings.json (--lab-timings FILE) where the table's lab row reads it.
 """
 from __future__ import annotations
 
@@ -988,54 +988,150 @@ class Bench:
         }
 
 
-# --- the lab: through nginx vs straight to one instance ------------------------------------------
+# --- the lab: through nginx vs straight to the same instances ---------------------------------
+
+LAB_SSH_KEY = ROOT / ".cache" / "lab" / "ssh" / "id_ed25519"
+LAB_SSH_OPTS = ["-i", str(LAB_SSH_KEY), "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
+                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                "-o", "LogLevel=ERROR"]
+
+
+def lab_inventory_text() -> str:
+    """The lab's hosts.ini (ansible/inventories/lab or labN, written by tests/lab/lab.sh)."""
+    inv = ROOT / "ansible" / "inventories" / ("lab" if _LAB_ID == "0" else f"lab{_LAB_ID}") / "hosts.ini"
+    if not inv.exists():
+        raise BenchError(f"no lab inventory {inv}: bring the lab up first (LAB_ID={_LAB_ID} make lab)")
+    return inv.read_text()
+
+
+def lab_lb_address() -> str:
+    """lb1's address from the lab's inventory."""
+    m = re.search(r"^lb1\s.*ansible_host=(\S+)", lab_inventory_text(), re.M)
+    if not m:
+        raise BenchError("no lb1 in the lab's inventory")
+    return m.group(1)
+
+
+def lab_ssh(addr: str, cmd: str, timeout: float = 120, stdin: str | None = None) -> str:
+    done = subprocess.run(["ssh", *LAB_SSH_OPTS, f"root@{addr}", cmd], input=stdin,
+                          capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise BenchError(f"ssh {addr} {cmd!r}: rc={done.returncode} {done.stderr[-800:]}")
+    return done.stdout
+
+
+def lab_wrk(lb: str, targets: list[str], path: str, secs: int, conns: int) -> dict:
+    """One round on lb1: one wrk per target URL at the same time, the connections and threads
+    split evenly among them (one target: nginx; several: every instance straight). Summed."""
+    per, threads = max(1, conns // len(targets)), max(1, 4 // len(targets))
+    cmds = [f"wrk -t {threads} -c {max(per, threads)} -d {secs}s --timeout 10s "
+            f"-s /root/bench-done.lua {shlex.quote(t + path)} > /root/bench-{i}.out 2>&1 &"
+            for i, t in enumerate(targets)]
+    script = " ".join(cmds) + " wait; cat /root/bench-*.out; rm -f /root/bench-*.out"
+    out = lab_ssh(lb, script, timeout=secs + 60)
+    runs = [json.loads(ln[len("BENCHJSON "):]) for ln in out.splitlines() if ln.startswith("BENCHJSON ")]
+    if len(runs) != len(targets):
+        raise BenchError(f"wrk on lb1: {len(runs)} results for {len(targets)} targets: {out[-1500:]}")
+    secs_run = max(r["duration_us"] for r in runs) / 1e6
+    req = sum(r["requests"] for r in runs)
+    return {"requests": req, "seconds": round(secs_run, 3), "rps": round(req / secs_run, 1),
+            "p50_ms": round(max(r["p50_us"] for r in runs) / 1000, 2),
+            "p99_ms": round(max(r["p99_us"] for r in runs) / 1000, 2),
+            "errors": sum(r[k] for r in runs for k in ("connect_errors", "read_errors",
+                                                         "write_errors", "non_2xx", "timeouts"))}
+
+
+def pin_lab_hosts(spec: dict[str, set[int]]) -> int:
+    """Sets the CPU affinity of every thread of the named lab hosts (their systemd-nspawn
+    process and all it started: systemd, nginx, gunicorn, sshd, ...; new processes inherit it).
+    The hosts share the controller's cores; pinning lb1 to one core and the web hosts to the
+    others models the production layout, where the load balancer has its own machine."""
+    parent: dict[int, int] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                parent[int(d)] = int(Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    kids: dict[int, list[int]] = {}
+    for pid, pp in parent.items():
+        kids.setdefault(pp, []).append(pid)
+    prefix = "" if _LAB_ID == "0" else f"l{_LAB_ID}"
+    pinned = 0
+    for pid in parent:
+        with contextlib.suppress(OSError):
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            if not argv[0].endswith(b"systemd-nspawn"):
+                continue
+            machine = next((a.decode().split("=", 1)[1] for a in argv if a.startswith(b"--machine=")), "")
+            host = machine[len(prefix):] if machine.startswith(prefix) else ""
+            if host not in spec:
+                continue
+            todo = [pid]
+            while todo:
+                p = todo.pop()
+                todo += kids.get(p, [])
+                with contextlib.suppress(OSError):
+                    for tid in os.listdir(f"/proc/{p}/task"):
+                        with contextlib.suppress(OSError):
+                            os.sched_setaffinity(int(tid), spec[host])
+                            pinned += 1
+    return pinned
+
 
 def run_lab(args) -> dict:
-    """Against a running lab (`LAB_ID=N make lab`): GET /api/posts/<id> through the load
-    balancer (--lab URL, https) and straight to one web instance (--straight URL), in
-    interleaved rounds, with the same wrk settings; also /healthz both ways. Registers one
-    user and creates one post through the load balancer. Writes the figures to --out and
-    records `nginx_vs_straight` in the lab's timings.json (--lab-timings)."""
+    """Against a running lab (`LAB_ID=N make lab`): GET /api/posts/<id> through nginx
+    (https on lb1, least_conn over every web instance) vs straight to every web instance at
+    once (http to each ADDRESS:PORT of nginx's upstream list), both with wrk ON lb1 (the
+    firewall lets only lb1 reach the instances, and the client then costs the same both ways),
+    the same total connections and threads, in interleaved rounds; also /healthz both ways.
+    Writes the figures to --out and records `nginx_vs_straight` in the lab's timings.json."""
     import requests
     import urllib3
 
     urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)  # the lab's own CA
-    if not args.straight:
-        raise BenchError("--lab needs --straight URL (one web instance, e.g. "
-                         "http://10.77.N.11:8000)")
     p = dict(PROFILES["quick" if args.quick else "full"])
-    secs, conns, rounds = p["http_secs"], p["wrk_conns"], p["rounds"] + 1
-    bench = Bench(args)
-    bench.data.mkdir(parents=True, exist_ok=True)
-    lb, straight = args.lab.rstrip("/"), args.straight.rstrip("/")
+    secs, conns, rounds = max(1, round(p["http_secs"])), p["wrk_conns"], p["rounds"] + 1
+    lb = lab_lb_address()
+    lab_ssh(lb, "command -v wrk >/dev/null || { apt-get update -qq && "
+                "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }", timeout=300)
+    lab_ssh(lb, "cat > /root/bench-done.lua", stdin=LUA_DONE)
+    conf = lab_ssh(lb, "nginx -T 2>/dev/null")
+    block = re.search(r"upstream synspirit_api \{(.*?)\}", conf, re.S)
+    instances = sorted(set(re.findall(r"^\s*server\s+([\d.]+:\d+)", block.group(1) if block else "", re.M)))
+    if not instances:
+        raise BenchError("no web instance in lb1's `upstream synspirit_api`")
     s = requests.Session()
-    s.verify = False
     name = f"benchlab_{uuid.uuid4().hex[:8]}"
     # verify=False on each call: a session's verify loses to REQUESTS_CA_BUNDLE in requests.
-    r = s.post(lb + "/api/auth/register", timeout=30, verify=False,
+    r = s.post(f"https://{lb}/api/auth/register", timeout=30, verify=False,
                json={"username": name, "password": "bench-password"})
     r.raise_for_status()
     token = r.json()["token"]
-    r = s.post(lb + "/api/posts", timeout=30, verify=False, headers={"Authorization": f"Bearer {token}"},
+    r = s.post(f"https://{lb}/api/posts", timeout=30, verify=False,
+               headers={"Authorization": f"Bearer {token}"},
                json={"title": "Lab bench post", "content": "Through nginx or straight. " * 8})
     r.raise_for_status()
     path = f"/api/posts/{r.json()['id']}"
-    for base in (lb, straight):
-        s.get(base + path, timeout=10, verify=False).raise_for_status()
     load_before = os.getloadavg()
     out: dict = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                 "lb": lb, "straight": straight, "path": path}
-    for what, route in (("healthz", "/healthz"), ("post_get", path)):
-        via: dict[str, list] = {"nginx": [], "straight": []}
-        for i in range(rounds):
-            for key, base in (("nginx", lb), ("straight", straight)):
-                bench.url = base
-                via[key].append(bench.wrk(f"lab_{what}_{key}_{i}", "", route, secs, conns))
-        n, st = combine(via["nginx"]), combine(via["straight"])
-        out[what] = {"nginx": n, "straight": st, "ratio": ratio(n["rps"], st["rps"])}
-        log(f"lab {what}: nginx {n['rps']} req/s ({n['rounds_rps']}), straight {st['rps']} "
-            f"req/s ({st['rounds_rps']}) -> {out[what]['ratio']}")
-    out["nginx_vs_straight"] = out["post_get"]["ratio"]
+                 "lb": lb, "instances": instances, "path": path, "secs": secs, "conns": conns}
+    ways = {"nginx": [f"https://{lb}"], "straight": [f"http://{i}" for i in instances]}
+    cpus = sorted(os.sched_getaffinity(0))
+    web_hosts = sorted({h for h in re.findall(r"^(web\d+)\s", lab_inventory_text(), re.M)})
+    layouts = [("shared", None)]
+    if len(cpus) >= 2:
+        layouts.append(("lb_own_core", {"lb1": {cpus[0]}, **{h: set(cpus[1:]) for h in web_hosts}}))
+    for layout, spec in layouts:
+        try:
+            if spec:
+                log(f"lab: pinning lb1 to CPU {cpus[0]} and {', '.join(web_hosts)} to CPU "
+                    f"{','.join(map(str, cpus[1:]))} ({pin_lab_hosts(spec)} threads)")
+            out[layout] = lab_compare(lb, ways, path, secs, conns, rounds, layout)
+        finally:
+            if spec:
+                pin_lab_hosts({h: set(cpus) for h in spec})
+    out["nginx_vs_straight"] = out["shared"]["post_get"]["ratio"]
+    out["nginx_vs_straight_lb_own_core"] = (out["lb_own_core"]["post_get"]["ratio"]
+                                            if "lb_own_core" in out else None)
     out["machine"] = {"nproc": os.cpu_count(), "cpu_model": cpu_model(),
                       "load_before": [round(x, 2) for x in load_before],
                       "load_after": [round(x, 2) for x in os.getloadavg()]}
@@ -1045,11 +1141,40 @@ def run_lab(args) -> dict:
         data = json.loads(timings.read_text()) if timings.exists() else {}
         data["nginx_vs_straight"] = {
             "ratio": out["nginx_vs_straight"], "at": out["finished_at"],
-            "nginx_rps": out["post_get"]["nginx"]["rps"],
-            "straight_rps": out["post_get"]["straight"]["rps"],
-            "healthz_ratio": out["healthz"]["ratio"], "command": shlex.join(sys.argv)}
+            "ratio_lb_own_core": out["nginx_vs_straight_lb_own_core"],
+            "nginx_rps": out["shared"]["post_get"]["nginx"]["rps"],
+            "straight_rps": out["shared"]["post_get"]["straight"]["rps"],
+            "instances": len(instances),
+            "healthz_ratio": out["shared"]["healthz"]["ratio"], "command": shlex.join(sys.argv)}
         timings.write_text(json.dumps(data, indent=2) + "\n")
         out["timings"] = str(timings)
+    return out
+
+
+def lab_compare(lb: str, ways: dict, path: str, secs: int, conns: int, rounds: int,
+                layout: str) -> dict:
+    """/healthz and GET of the post, nginx and straight in interleaved rounds."""
+    out: dict = {}
+    for what, route in (("healthz", "/healthz"), ("post_get", path)):
+        lab_wrk(lb, ways["nginx"], route, 1, conns)  # warm both ways: connections, caches
+        lab_wrk(lb, ways["straight"], route, 1, conns)
+        via: dict[str, list] = {"nginx": [], "straight": []}
+        for _ in range(rounds):
+            for key in ("nginx", "straight"):
+                via[key].append(lab_wrk(lb, ways[key], route, secs, conns))
+        res = {}
+        for key, runs in via.items():
+            req, sec = sum(x["requests"] for x in runs), sum(x["seconds"] for x in runs)
+            res[key] = {"rps": round(req / sec, 1), "rounds_rps": [x["rps"] for x in runs],
+                        "p50_ms": sorted(x["p50_ms"] for x in runs)[len(runs) // 2],
+                        "p99_ms": max(x["p99_ms"] for x in runs),
+                        "errors": sum(x["errors"] for x in runs)}
+        out[what] = {**res, "ratio": ratio(res["nginx"]["rps"], res["straight"]["rps"])}
+        log(f"lab {layout} {what}: nginx {res['nginx']['rps']} req/s ({res['nginx']['rounds_rps']}), "
+            f"straight to {len(ways['straight'])} instances {res['straight']['rps']} req/s "
+            f"({res['straight']['rounds_rps']}) -> {out[what]['ratio']}")
+        if res["nginx"]["errors"] or res["straight"]["errors"]:
+            raise BenchError(f"lab {what}: errors (non-2xx, timeouts, socket errors): {res}")
     return out
 
 
@@ -1100,6 +1225,7 @@ def lab_figures() -> dict:
                 out[name.replace("_s", "_at")] = data[key].get("at")
         if isinstance(data.get("nginx_vs_straight"), dict):
             out["nginx_vs_straight"] = data["nginx_vs_straight"].get("ratio")
+            out["nginx_vs_straight_lb_own_core"] = data["nginx_vs_straight"].get("ratio_lb_own_core")
         out["measured"] = any(out[k] is not None for k in
                               ("up_from_nothing_s", "converge_again_s", "nginx_vs_straight"))
     return out
@@ -1216,9 +1342,10 @@ def table(res: dict) -> str:
     for key, err in failed.items():
         rows.append((f"{key}: FAILED", err.splitlines()[0][:60], "", "", "", "NO"))
     lab = f.get("lab", {})
-    rows.append(("through nginx vs straight (lab)", fmt(lab.get("nginx_vs_straight")),
-                 "", "", ">= 0.85", "not measured" if lab.get("nginx_vs_straight") is None
-                 else ""))
+    own = lab.get("nginx_vs_straight_lb_own_core")
+    rows.append(("through nginx vs straight (lab): lb own core / shared cores",
+                 f"{fmt(own)} / {fmt(lab.get('nginx_vs_straight'))}", "same instances", "",
+                 ">= 0.85", "not measured" if own is None else ("yes" if own >= 0.85 else "NO")))
     rows.append(("make lab from nothing / converge again",
                  f"{fmt(lab.get('up_from_nothing_s'))} / {fmt(lab.get('converge_again_s'))} s",
                  "timings.json" if lab.get("measured") else "not measured", "",
@@ -1252,10 +1379,8 @@ def main() -> int:
     ap.add_argument("--serve", type=float, metavar="SECONDS",
                     help="set up and seed, then keep the stack for SECONDS (Ctrl-C ends it) "
                          "for investigating by hand; no scenario runs")
-    ap.add_argument("--lab", metavar="URL",
-                    help="measure a running lab instead: its load balancer (https://10.77.N.10)")
-    ap.add_argument("--straight", metavar="URL",
-                    help="with --lab: one web instance straight (http://10.77.N.11:8000)")
+    ap.add_argument("--lab", action="store_true",
+                    help="measure the running lab LAB_ID instead: through nginx vs straight")
     ap.add_argument("--lab-timings", metavar="FILE",
                     help=f"with --lab: the lab's timings.json to record into ({LAB_TIMINGS})")
     args = ap.parse_args()
@@ -1269,9 +1394,13 @@ def main() -> int:
         out = Path(args.out) if args.out else Path(args.data) / "lab-results.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(res, indent=2) + "\n")
-        print(f"through nginx vs straight: GET {res['path']} {res['post_get']['nginx']['rps']} "
-              f"vs {res['post_get']['straight']['rps']} req/s -> {res['nginx_vs_straight']}; "
-              f"/healthz {res['healthz']['ratio']}\nJSON: {out}")
+        for layout in ("shared", "lb_own_core"):
+            if layout in res:
+                g = res[layout]["post_get"]
+                print(f"through nginx vs straight to the same {len(res['instances'])} instances "
+                      f"({layout}): GET {res['path']} {g['nginx']['rps']} vs {g['straight']['rps']} "
+                      f"req/s -> {g['ratio']}; /healthz {res[layout]['healthz']['ratio']}")
+        print(f"JSON: {out}")
         return 0
     if nofile < WORKER_CONNECTIONS:
         log(f"warning: open-files limit {nofile} < {WORKER_CONNECTIONS}; ws_hold may fall short")

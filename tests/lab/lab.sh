@@ -110,6 +110,11 @@ ensure_venv() {
 # ---------------------------------------------------------------- image and host copies
 build_base() {
     [[ -f $BASE/.lab-complete ]] && { say "base image cached: $BASE"; return; }
+    # Labs sharing one LAB_BASE: one builds it, the others wait for that build.
+    mkdir -p "$(dirname "$BASE")"
+    exec 8>"$BASE.lock"
+    flock 8
+    [[ -f $BASE/.lab-complete ]] && { flock -u 8; say "base image built meanwhile: $BASE"; return; }
     IMAGE_BUILT=1
     say "building the Debian 12 base image with mmdebstrap (once)"
     rm -rf "$BASE" "$BASE.tmp"
@@ -124,6 +129,7 @@ build_base() {
         >"$LAB_DIR/mmdebstrap.log" 2>&1 || { tail -20 "$LAB_DIR/mmdebstrap.log"; die "mmdebstrap failed"; }
     touch "$BASE.tmp/.lab-complete"
     mv "$BASE.tmp" "$BASE"
+    flock -u 8
     say "base image ready ($(du -sh "$BASE" | cut -f1))"
 }
 
