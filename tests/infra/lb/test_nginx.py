@@ -1,8 +1,10 @@
 """The load balancer: nginx installed, running, configured with every web instance upstream."""
+import asyncio
 import re
+import ssl
 
 import pytest
-from conftest import LB_URL, lab_session, web_ports
+from conftest import LB_URL, address_of, lab_session, web_ports
 
 testinfra_hosts = ["ansible://lb"]
 
@@ -67,3 +69,46 @@ def test_https_hides_the_version_and_sends_security_headers():
         assert header in r.headers, header
     assert "X-Frame-Options" in r.headers or "frame-ancestors" in r.headers.get(
         "Content-Security-Policy", "")
+
+
+WEBSOCKETS_HELD = 2000  # above the ~770 that Debian's 768 connections per worker allow
+
+
+async def _open_websockets(host: str, count: int) -> tuple[int, list[str]]:
+    """Opens `count` Socket.IO websockets through the load balancer at once and holds them
+    until all have answered; returns how many were upgraded (101) and a few failures."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    request = (f"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: {host}\r\n"
+               "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+               "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").encode()
+    limit = asyncio.Semaphore(200)  # handshakes in flight, not connections held
+    writers, failures = [], []
+
+    async def one() -> bool:
+        try:
+            async with limit:
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection(host, 443, ssl=context), 30)
+                writer.write(request)
+                status = await asyncio.wait_for(reader.readline(), 30)
+            writers.append(writer)
+            if b" 101 " in status:
+                return True
+            failures.append(status.decode(errors="replace").strip() or "closed")
+        except (TimeoutError, OSError) as e:
+            failures.append(repr(e))
+        return False
+
+    upgraded = sum(await asyncio.gather(*(one() for _ in range(count))))
+    for writer in writers:
+        writer.close()
+    return upgraded, failures[:5]
+
+
+def test_holds_thousands_of_websockets_at_once(host):
+    """2,000 Socket.IO websockets open through nginx at the same time are all upgraded: the
+    workers' connection limit is raised from Debian's 768, which would cut them off at ~770."""
+    upgraded, failures = asyncio.run(_open_websockets(address_of(host), WEBSOCKETS_HELD))
+    assert upgraded == WEBSOCKETS_HELD, failures
