@@ -48,15 +48,20 @@ class Stats:
         self.first_failure: float | None = None
         self.last_failure: float | None = None
         self.requests = 0
+        # Every failed request (wall-clock start, seconds taken, what, why): to find it in
+        # nginx's access log and the hosts' journals afterwards.
+        self.failures: list[dict] = []
 
     def ok(self, kind: str) -> None:
         with self.lock:
             self.acked[kind] += 1
             self.requests += 1
 
-    def fail(self, kind: str, status: str) -> None:
+    def fail(self, kind: str, status: str, detail: dict | None = None) -> None:
         now = time.monotonic()
         with self.lock:
+            if detail is not None:
+                self.failures.append({"kind": kind, "status": status, **detail})
             self.failed[status] += 1
             self.failed_by_kind[f"{kind}:{status}"] += 1
             self.requests += 1
@@ -122,18 +127,25 @@ class Load:
 
     # -------------------------------------------------------------- one request
     def _send(self, user: User, kind: str, method: str, path: str, **kw):
+        wall, t = time.time(), time.monotonic()
+
+        def detail(error: str = "") -> dict:
+            return {"start": time.strftime("%H:%M:%S", time.gmtime(wall)) + f".{int(wall % 1 * 1000):03d}Z",
+                    "took_s": round(time.monotonic() - t, 2), "request": f"{method} {path}",
+                    "user": user.id, **({"error": error[:200]} if error else {})}
+
         try:
             r = user.request(method, path, **kw)
-        except requests.Timeout:
-            self.stats.fail(kind, "timeout")
+        except requests.Timeout as e:
+            self.stats.fail(kind, "timeout", detail(repr(e)))
             return None
-        except requests.ConnectionError:
-            self.stats.fail(kind, "conn-error")
+        except requests.ConnectionError as e:
+            self.stats.fail(kind, "conn-error", detail(repr(e)))
             return None
         if 200 <= r.status_code < 300:
             self.stats.ok(kind)
             return r
-        self.stats.fail(kind, str(r.status_code))
+        self.stats.fail(kind, str(r.status_code), detail())
         return r
 
     def _until_ok(self, user: User, kind: str, method: str, path: str, body: dict) -> bool:

@@ -274,6 +274,7 @@ def verify(load: Load, started: float, view_window: int = 0, since: float = 0.0)
         "requests": load.stats.requests,
         "failed": dict(load.stats.failed),
         "failed_by_kind": dict(load.stats.failed_by_kind),
+        "failures": load.stats.failures[:200],
     }
 
 
