@@ -636,7 +636,9 @@ def main() -> int:
     print()
     print(table(results))
     print(f"\n{len(results)} scenario runs in {total:.0f} s; results: {RESULTS}")
-    return 0 if all(r["passed"] for r in results) else 1
+    passed = sum(1 for r in results if r["passed"])
+    print(f"chaos: {passed} passed, {len(results) - passed} failed")  # CI reads this line
+    return 0 if passed == len(results) else 1
 
 
 if __name__ == "__main__":
