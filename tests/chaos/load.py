@@ -15,6 +15,7 @@ Each user is driven by one thread only, so its actions are ordered.
 from __future__ import annotations
 
 import collections
+import http.client
 import random
 import secrets
 import threading
@@ -51,6 +52,11 @@ class Stats:
         # Every failed request (wall-clock start, seconds taken, what, why): to find it in
         # nginx's access log and the hosts' journals afterwards.
         self.failures: list[dict] = []
+        # Requests sent on a kept-alive connection that nginx closed at that very moment (it
+        # closes idle client connections when it reloads, e.g. to drain a host): nothing was
+        # received, so the request is sent again at once on a new connection, as browsers
+        # and most HTTP clients do. Counted here, not as failed; a second failure counts.
+        self.stale_connection_retries: list[dict] = []
 
     def ok(self, kind: str) -> None:
         with self.lock:
@@ -107,6 +113,17 @@ def make_targets(author: User, n_posts: int = 3) -> list[tuple[str, int]]:
     return targets
 
 
+def _closed_before_any_answer(e: BaseException) -> bool:
+    """The server closed the (kept-alive) connection without a byte of answer."""
+    while e is not None:
+        if isinstance(e, http.client.RemoteDisconnected):
+            return True
+        e = e.__cause__ or e.__context__ or (e.args[0] if e.args and isinstance(e.args[0], BaseException)
+                                             else (e.args[1] if len(e.args) > 1
+                                                   and isinstance(e.args[1], BaseException) else None))
+    return False
+
+
 class Load:
     """N user threads acting on `targets` until stop(); then `expected()` is the truth."""
 
@@ -135,7 +152,14 @@ class Load:
                     "user": user.id, **({"error": error[:200]} if error else {})}
 
         try:
-            r = user.request(method, path, **kw)
+            try:
+                r = user.request(method, path, **kw)
+            except requests.ConnectionError as e:
+                if not _closed_before_any_answer(e) or time.monotonic() - t > 1:
+                    raise
+                with self.stats.lock:
+                    self.stats.stale_connection_retries.append(detail(repr(e)))
+                r = user.request(method, path, **kw)
         except requests.Timeout as e:
             self.stats.fail(kind, "timeout", detail(repr(e)))
             return None
