@@ -15,6 +15,7 @@ Each user is driven by one thread only, so its actions are ordered.
 from __future__ import annotations
 
 import collections
+import http.client
 import random
 import secrets
 import threading
@@ -48,15 +49,25 @@ class Stats:
         self.first_failure: float | None = None
         self.last_failure: float | None = None
         self.requests = 0
+        # Every failed request (wall-clock start, seconds taken, what, why): to find it in
+        # nginx's access log and the hosts' journals afterwards.
+        self.failures: list[dict] = []
+        # Requests sent on a kept-alive connection that nginx closed at that very moment (it
+        # closes idle client connections when it reloads, e.g. to drain a host): nothing was
+        # received, so the request is sent again at once on a new connection, as browsers
+        # and most HTTP clients do. Counted here, not as failed; a second failure counts.
+        self.stale_connection_retries: list[dict] = []
 
     def ok(self, kind: str) -> None:
         with self.lock:
             self.acked[kind] += 1
             self.requests += 1
 
-    def fail(self, kind: str, status: str) -> None:
+    def fail(self, kind: str, status: str, detail: dict | None = None) -> None:
         now = time.monotonic()
         with self.lock:
+            if detail is not None:
+                self.failures.append({"kind": kind, "status": status, **detail})
             self.failed[status] += 1
             self.failed_by_kind[f"{kind}:{status}"] += 1
             self.requests += 1
@@ -102,6 +113,17 @@ def make_targets(author: User, n_posts: int = 3) -> list[tuple[str, int]]:
     return targets
 
 
+def _closed_before_any_answer(e: BaseException) -> bool:
+    """The server closed the (kept-alive) connection without a byte of answer."""
+    while e is not None:
+        if isinstance(e, http.client.RemoteDisconnected):
+            return True
+        e = e.__cause__ or e.__context__ or (e.args[0] if e.args and isinstance(e.args[0], BaseException)
+                                             else (e.args[1] if len(e.args) > 1
+                                                   and isinstance(e.args[1], BaseException) else None))
+    return False
+
+
 class Load:
     """N user threads acting on `targets` until stop(); then `expected()` is the truth."""
 
@@ -122,18 +144,32 @@ class Load:
 
     # -------------------------------------------------------------- one request
     def _send(self, user: User, kind: str, method: str, path: str, **kw):
+        wall, t = time.time(), time.monotonic()
+
+        def detail(error: str = "") -> dict:
+            return {"start": time.strftime("%H:%M:%S", time.gmtime(wall)) + f".{int(wall % 1 * 1000):03d}Z",
+                    "took_s": round(time.monotonic() - t, 2), "request": f"{method} {path}",
+                    "user": user.id, **({"error": error[:200]} if error else {})}
+
         try:
-            r = user.request(method, path, **kw)
-        except requests.Timeout:
-            self.stats.fail(kind, "timeout")
+            try:
+                r = user.request(method, path, **kw)
+            except requests.ConnectionError as e:
+                if not _closed_before_any_answer(e) or time.monotonic() - t > 1:
+                    raise
+                with self.stats.lock:
+                    self.stats.stale_connection_retries.append(detail(repr(e)))
+                r = user.request(method, path, **kw)
+        except requests.Timeout as e:
+            self.stats.fail(kind, "timeout", detail(repr(e)))
             return None
-        except requests.ConnectionError:
-            self.stats.fail(kind, "conn-error")
+        except requests.ConnectionError as e:
+            self.stats.fail(kind, "conn-error", detail(repr(e)))
             return None
         if 200 <= r.status_code < 300:
             self.stats.ok(kind)
             return r
-        self.stats.fail(kind, str(r.status_code))
+        self.stats.fail(kind, str(r.status_code), detail())
         return r
 
     def _until_ok(self, user: User, kind: str, method: str, path: str, body: dict) -> bool:
