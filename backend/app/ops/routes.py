@@ -1,7 +1,7 @@
 """Liveness and readiness for load balancers and systemd/monitoring."""
 from __future__ import annotations
 
-from flask import jsonify
+from flask import current_app, jsonify
 from sqlalchemy import text
 
 from ..extensions import db, redis_client
@@ -10,8 +10,8 @@ from . import bp
 
 @bp.get("/healthz")
 def healthz():
-    """The process serves (says nothing about its dependencies)."""
-    return jsonify({"status": "ok"})
+    """The process serves (says nothing about its dependencies), and which release it runs."""
+    return jsonify({"status": "ok", "release": current_app.config["RELEASE"]})
 
 
 @bp.get("/readyz")
