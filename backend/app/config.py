@@ -57,6 +57,9 @@ def load_config() -> dict:
                              "keepalives_interval": 3, "keepalives_count": 3},
         },
         "REDIS_URL": redis_url,
+        # Which release this process runs, as the deployment recorded it (roles/synspirit:
+        # the controller's `git describe --always --dirty`); shown by /healthz and /metrics.
+        "RELEASE": os.environ.get("SYNSPIRIT_RELEASE") or "unknown",
         "API_HOST": os.environ.get("API_HOST", "127.0.0.1"),
         "API_PORT": _int("API_PORT", 5000),
         "TOKEN_MAX_AGE": _int("TOKEN_MAX_AGE", 86400),

@@ -19,9 +19,13 @@ LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 SOCKETIO_CONNECTIONS = Gauge("synspirit_socketio_connections", "open Socket.IO connections")
+BUILD_INFO = Gauge("synspirit_build_info", "the release this instance runs (always 1)", ["release"])
 
 
 def init_metrics(app: Flask) -> None:
+    BUILD_INFO.clear()
+    BUILD_INFO.labels(app.config["RELEASE"]).set(1)
+
     @app.before_request
     def _start_timer():
         g._t0 = time.perf_counter()

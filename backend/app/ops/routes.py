@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import gevent
-from flask import jsonify
+from flask import current_app, jsonify
 from sqlalchemy import text
 
 from ..extensions import db, redis_client
@@ -11,8 +11,8 @@ from . import bp
 
 @bp.get("/healthz")
 def healthz():
-    """The process serves (says nothing about its dependencies)."""
-    return jsonify({"status": "ok"})
+    """The process serves (says nothing about its dependencies), and which release it runs."""
+    return jsonify({"status": "ok", "release": current_app.config["RELEASE"]})
 
 
 # Seconds each dependency may take to answer. Without a deadline a cut network made /readyz

@@ -82,10 +82,12 @@ def scratch(host):
 
 
 def run_backup(host, folder: str, keep: int, database: str):
-    """synspirit-backup with the host's settings but another folder, retention or database."""
+    """synspirit-backup with the host's settings but another folder, retention or database,
+    recording nothing for monitoring (the real backups' metrics stay as they are)."""
     return host.run(
         f"set -a && . /etc/default/synspirit-backup && BACKUP_DIR={folder} BACKUP_KEEP={keep} "
-        f"BACKUP_POSTGRESQL_DATABASE={database} BACKUP_REDIS_PORT= /usr/local/sbin/synspirit-backup")
+        f"BACKUP_POSTGRESQL_DATABASE={database} BACKUP_REDIS_PORT= BACKUP_METRICS_FILE= "
+        "/usr/local/sbin/synspirit-backup")
 
 
 def test_failing_step_fails_the_run_and_leaves_no_backup(host, scratch):
