@@ -32,11 +32,18 @@ RETRY_KWARGS = {
 # requeue when the worker dies mid-task.
 IDEMPOTENT = {"acks_late": True, "reject_on_worker_lost": True}
 
-# An unacknowledged task (its worker was killed) is redelivered after this many seconds. Every
-# task here finishes in well under a second except article rendering and ranking (a few
-# seconds at most), so 60 s bounds the recovery time after a kill -9 without redelivering work
-# that is still running. ETA/countdown tasks (the 1 s view flush) stay far below it.
-VISIBILITY_TIMEOUT = 60
+# An unacknowledged task (its worker was killed) is redelivered once it is older than the
+# visibility timeout (CELERY_VISIBILITY_TIMEOUT, default 60 s in config.py). Every task here
+# finishes in well under a second except article rendering and ranking (a few seconds at
+# most), so 60 s bounds the recovery time after a kill -9 without redelivering work that is
+# still running. ETA/countdown tasks (the 1 s view flush) stay far below it.
+#
+# kombu looks for such tasks only every 10th sweep, and a prefork worker sweeps every 10 s
+# (gevent workers only when a 2 s poll finds nothing): up to 100 s more on top of the
+# visibility timeout. `make chaos` saw kill -9 of the io worker not recovered 120 s later in CI.
+# One sweep every 5 s (a ZRANGE on Redis per worker) makes it visibility timeout + 5 s;
+# tests/backend/test_redelivery.py checks it with a real worker killed mid-task.
+RESTORE_SWEEP = {"unacked_restore_interval": 5, "unacked_restore_throttle": 1}
 
 CPU_TASKS = ("app.tasks.render_article", "app.tasks.recompute_hot_scores",
              "app.tasks.render_pending_articles")
@@ -44,14 +51,15 @@ CPU_TASKS = ("app.tasks.render_article", "app.tasks.recompute_hot_scores",
 
 def celery_config(flask_config: dict) -> dict:
     url = flask_config["REDIS_URL"]
+    visibility = flask_config.get("CELERY_VISIBILITY_TIMEOUT", 60)
     return {
         "broker_url": url,
         "result_backend": url,
         # Bounded socket waits: a Redis host that vanished (network cut) fails fast instead of
         # hanging a web request or a worker.
-        "broker_transport_options": {"visibility_timeout": VISIBILITY_TIMEOUT,
+        "broker_transport_options": {"visibility_timeout": visibility, **RESTORE_SWEEP,
                                      "socket_connect_timeout": 3, "socket_timeout": 10},
-        "result_backend_transport_options": {"visibility_timeout": VISIBILITY_TIMEOUT},
+        "result_backend_transport_options": {"visibility_timeout": visibility},
         "broker_pool_limit": 10,
         "broker_connection_retry_on_startup": True,
         "task_serializer": "json",

@@ -79,6 +79,9 @@ def load_config() -> dict:
         # per minute (docs/performance.md); worst case 4,000 x 20,000-character posts ~ 200 MB.
         "ITEM_CACHE_TTL": float(os.environ.get("ITEM_CACHE_TTL", "60")),
         "ITEM_CACHE_SIZE": _int("ITEM_CACHE_SIZE", 4000),
+        # Seconds before a task taken by a worker that died (kill -9, power loss) is handed to
+        # another worker (celery_setup.py). Raise it above the longest task's run time.
+        "CELERY_VISIBILITY_TIMEOUT": _int("CELERY_VISIBILITY_TIMEOUT", 60),
         # Where a Celery worker serves its task metrics (/metrics); port 0 = not served.
         "WORKER_METRICS_HOST": os.environ.get("WORKER_METRICS_HOST", "127.0.0.1"),
         "WORKER_METRICS_PORT": _int("WORKER_METRICS_PORT", 0),

@@ -91,6 +91,32 @@ def redis_cli(*args: str) -> str:
     return ssh(DATA, cmd).strip()
 
 
+def wait_unacked_gone(tags: set[str], timeout: float) -> set[str]:
+    """Wait until none of tags is in Redis' `unacked` hash; return those still there."""
+    deadline = time.monotonic() + timeout
+    left = set(tags)
+    while left and time.monotonic() < deadline:
+        time.sleep(1)
+        left &= set(redis_cli("HKEYS", "unacked").split())
+    return left
+
+
+def unacked_summary(tags: set[str]) -> str:
+    """Task name, queue and age of some `unacked` entries (to explain a failed redelivery)."""
+    out = []
+    for tag in sorted(tags)[:5]:
+        raw = redis_cli("HGET", "unacked", tag)
+        score = redis_cli("ZSCORE", "unacked_index", tag)
+        try:
+            message, _, routing_key = json.loads(raw)
+            task = message.get("headers", {}).get("task")
+        except (ValueError, TypeError, AttributeError):
+            task, routing_key = "?", "?"
+        age = f"{time.time() - float(score):.0f} s" if score else "?"
+        out.append(f"{task} on {routing_key}, taken {age} ago")
+    return "; ".join(out)
+
+
 def lab_sh(*args: str, timeout: float = 300) -> None:
     subprocess.run([str(LAB_SH), *args], check=True, timeout=timeout,
                    env={**os.environ, "LAB_ID": LAB_ID})
@@ -393,7 +419,11 @@ def s_kill_workers() -> list[dict]:
             old = unit_pid(host, unit)
             t_kill = time.monotonic()
             ssh(host, f"kill -9 {old}")
-            log(f"{name}: killed PID {old} on {host}")
+            # What the dead worker held (with what live workers had in flight at that moment):
+            # it stays in Redis' `unacked` hash until it is older than the visibility timeout,
+            # then a live worker's sweep hands it back to its queue (celery_setup.py).
+            held = set(redis_cli("HKEYS", "unacked").split())
+            log(f"{name}: killed PID {old} on {host}; {len(held)} tasks unacknowledged")
             back = wait_for(lambda h=host, u=unit, o=old: unit_pid(h, u) not in (0, o)
                             and units_active(h), 60)
             t_back = time.monotonic() - t_kill
@@ -402,10 +432,13 @@ def s_kill_workers() -> list[dict]:
             run.checks["worker restarted by systemd"] = bool(back)
             time.sleep(5)
             run.load.stop()
-            # Tasks the dead worker had taken stay in Redis' `unacked` hash until the visibility
-            # timeout passes; then they are redelivered.
-            drained = wait_for(lambda: redis_cli("HLEN", "unacked") == "0", 120, 1)
+            left = wait_unacked_gone(held, 120)
+            drained = not left
             recovery = time.monotonic() - t_kill
+            run.notes.append(f"{len(held)} unacknowledged at the kill, "
+                             + (f"all handed back or done after {recovery:.1f} s" if drained
+                                else f"{len(left)} still unacknowledged after {recovery:.1f} s: "
+                                     + unacked_summary(left)))
             run.checks["unacked tasks redelivered"] = bool(drained)
             if burst:
                 done = wait_for(lambda b=burst: articles_rendered(b)[0] == len(b), 120, 1)
