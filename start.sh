@@ -9,13 +9,14 @@
 #      (backend/scripts/localstack.sh: loopback only, passwords, no systemd needed);
 #   3. generates a SECRET_KEY once and keeps it in .data/secret_key (mode 0600);
 #   4. applies the schema migrations (flask --app app db upgrade);
-#   5. runs the web instance (gunicorn, gevent-websocket worker), the io worker (gevent pool),
+#   5. runs the web instance (gunicorn with production's settings, app/gunicorn_config.py), the
+#      io worker (gevent pool),
 #      the cpu worker (prefork pool) and the scheduler (celery beat), prints the URL once
 #      /healthz answers, and stops all of it (and the private PostgreSQL/Redis it started)
 #      on Ctrl-C / SIGTERM, or when one of them dies.
 #
-# Environment: API_HOST (127.0.0.1), API_PORT (5000), WORKER_CONNECTIONS (12000),
-# WEB_TIMEOUT (120),
+# Environment: API_HOST (127.0.0.1), API_PORT (5000), WORKER_CONNECTIONS and WEB_TIMEOUT
+# (gunicorn's --worker-connections and --timeout, default 12000 and 120: gunicorn_config.py),
 # CPU_CONCURRENCY (number of cores), DATABASE_URL, REDIS_URL, SECRET_KEY,
 # SYNSPIRIT_ENV (production), SYNSPIRIT_DATA (.data/dev), and the other variables of
 # docs/contract.md, which are passed through to every process.
@@ -32,11 +33,10 @@ DATA="${SYNSPIRIT_DATA:-$ROOT/.data/dev}"
 LOCALSTACK="$ROOT/backend/scripts/localstack.sh"
 export API_HOST="${API_HOST:-127.0.0.1}"
 export API_PORT="${API_PORT:-5000}"
-# 12000 sockets and a 120 s heartbeat, as the systemd unit: `make bench` held 10,000 websockets
-# on one instance, and a CPU-starved worker missed the default 30 s heartbeat
-# (docs/performance.md). The open-files limit is raised to the hard limit for them.
-WORKER_CONNECTIONS="${WORKER_CONNECTIONS:-12000}"
-WEB_TIMEOUT="${WEB_TIMEOUT:-120}"
+# gunicorn reads these two from the environment (backend/app/gunicorn_config.py, which gives
+# production's defaults). The open-files limit is raised to the hard limit for the sockets.
+export SYNSPIRIT_WEB_WORKER_CONNECTIONS="${WORKER_CONNECTIONS:-${SYNSPIRIT_WEB_WORKER_CONNECTIONS:-}}"
+export SYNSPIRIT_WEB_TIMEOUT="${WEB_TIMEOUT:-${SYNSPIRIT_WEB_TIMEOUT:-}}"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 CPU_CONCURRENCY="${CPU_CONCURRENCY:-$(nproc)}"
 export SYNSPIRIT_ENV="${SYNSPIRIT_ENV:-production}"
@@ -146,14 +146,12 @@ run() {
     NAMES+=("$name")
 }
 
-run web gunicorn --worker-class geventwebsocket.gunicorn.workers.GeventWebSocketWorker -w 1 \
-    --worker-connections "$WORKER_CONNECTIONS" --bind "$API_HOST:$API_PORT" \
-    --graceful-timeout 10 --timeout "$WEB_TIMEOUT" --no-control-socket run:app
+run web gunicorn --config python:app.gunicorn_config --bind "$API_HOST:$API_PORT" run:app
 run io celery -A app.celery_utils worker --pool=gevent -c 1000 -O fair --prefetch-multiplier=1 \
-    -Q io -n io@%h --loglevel=INFO
+    -Q io -n io@%h --without-mingle --without-gossip --without-heartbeat --loglevel=INFO
 run cpu celery -A app.celery_utils worker --pool=prefork -c "$CPU_CONCURRENCY" -Q cpu -n cpu@%h \
-    --loglevel=INFO
-run beat celery -A app.celery_utils beat -s "$DATA/celerybeat-schedule" --loglevel=INFO
+    --without-mingle --without-gossip --without-heartbeat --loglevel=INFO
+run beat celery -A app.celery_utils beat --loglevel=INFO
 
 case "$API_HOST" in
     0.0.0.0 | "::" | "") url_host=127.0.0.1 ;;

@@ -10,13 +10,14 @@ source "$ROOT/backend/scripts/common.sh"
 export SS_LOG_PREFIX=bootstrap
 
 # The one list of Debian packages the test suites use:
-#   backend suite: postgresql, redis-server (private instances, backend/scripts/localstack.sh)
+#   backend suite: postgresql, redis-server (private instances, backend/scripts/localstack.sh),
+#   redis-sentinel (a master, its replicas and three Sentinels: failover/test_sentinel_failover.py)
 #   lab and infra suites: mmdebstrap, systemd-container (systemd-nspawn hosts), tinyproxy-bin
 #   (apt proxy for the hosts), openssh-client, iproute2 (bridge), rsync, nginx, wrk, curl
 #   the virtualenv: python3, python3-venv
 TEST_DEBS=(
     python3 python3-venv ca-certificates make
-    postgresql redis-server
+    postgresql redis-server redis-sentinel
     nginx wrk curl
     mmdebstrap systemd-container tinyproxy-bin openssh-client iproute2 rsync
 )

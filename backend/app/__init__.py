@@ -23,12 +23,12 @@ def create_app(config: dict | None = None):
     migrate.init_app(app, db, directory=str(app.root_path + "/migrations"))
     limiter.init_app(app)
     from .realtime.limits import BoundedPacket, OversizedPollGuard
+    from .realtime.queue import message_queue
 
     socketio_buffer = 64 * 1024
     socketio.init_app(
         app,
-        message_queue=app.config["REDIS_URL"],
-        channel="synspirit-socketio",
+        client_manager=message_queue(app.config["REDIS_URL"]),
         cors_allowed_origins=app.config["SOCKETIO_CORS_ORIGINS"],
         async_mode="gevent",
         # Malformed or oversized packets close the connection instead of growing memory.
@@ -43,33 +43,27 @@ def create_app(config: dict | None = None):
     app.extensions["synspirit_item_cache"] = ItemCache(
         maxsize=app.config["ITEM_CACHE_SIZE"], ttl=app.config["ITEM_CACHE_TTL"])
 
-    from .celery_setup import celery_init_app
+    from .celery_config import celery_init_app
 
     celery_init_app(app)
 
-    # Blueprints.
-    from . import actions, auth, ops
-    from .content import make_blueprint
-    from .metrics import init_metrics
+    # Blueprints: one per feature, each defined at the top of the module holding its routes.
+    from . import actions, auth, content, metrics, openapi, ops
+    from .realtime import events  # noqa: F401  (registers the Socket.IO handlers)
 
-    app.register_blueprint(ops.bp)
-    app.register_blueprint(auth.bp)
-    app.register_blueprint(make_blueprint("post"))
-    app.register_blueprint(make_blueprint("article"))
-    app.register_blueprint(actions.bp)
-    from .openapi import bp as openapi_bp
+    for bp in (ops.bp, auth.bp, content.posts, content.articles, actions.bp, openapi.bp,
+               metrics.bp):
+        app.register_blueprint(bp)
 
-    app.register_blueprint(openapi_bp)
-    init_metrics(app)
     # Error handlers.
     from .errors import register_error_handlers
-    from .realtime import events  # noqa: F401  (registers the Socket.IO handlers)
 
     register_error_handlers(app)
 
     app.wsgi_app = OversizedPollGuard(app.wsgi_app, socketio_buffer, socketio.server.eio)
 
-    # Behind nginx: trust exactly the configured number of proxies for client address/scheme.
+    # Behind nginx: the client address, scheme and host from exactly the configured number of
+    # proxies; nginx sets these three headers itself (tests/backend/web/test_proxy_headers.py).
     hops = app.config["TRUSTED_PROXY_COUNT"]
     if hops:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)

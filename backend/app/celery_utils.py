@@ -18,7 +18,6 @@ if pool_from_argv(sys.argv) == "gevent":
     psycogreen.gevent.patch_psycopg()
 
 from . import create_app  # noqa: E402
-from .celery_setup import RETRY_KWARGS  # noqa: E402,F401  (the shared retry policy)
 
 flask_app = create_app()
 celery_app = flask_app.extensions["celery"]

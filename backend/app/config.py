@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 import secrets
+from dataclasses import dataclass
+from urllib.parse import quote, unquote, urlsplit
 
 
 class ConfigError(RuntimeError):
@@ -23,6 +25,104 @@ def _origins(raw: str | None):
     return [o.strip() for o in raw.split(",") if o.strip()]
 
 
+SENTINEL_PORT = 26379
+SENTINEL_MASTER = "synspirit"
+# Each Sentinel is asked once, with a deadline, then the next one: with a Sentinel that did not
+# answer (SIGSTOP) first in the list, finding the master took for ever without a deadline,
+# 9.1 s with a 1 s deadline and redis-py's default retries (3, 1-10 s backoff), 1.0 s so. A
+# Sentinel answers from memory, well under a millisecond on a LAN.
+SENTINEL_TIMEOUT = 1
+
+
+@dataclass(frozen=True)
+class RedisLocation:
+    """REDIS_URL, parsed here once for every Redis client (Celery, Socket.IO, Flask-Limiter, the
+    app's own client): a plain `redis://` URL used as given, or the master that Redis Sentinels
+    name, `redis+sentinel://[[USER]:PASSWORD@]HOST[:PORT],HOST[:PORT].../[MASTER[/DB]]`
+    (port 26379, master `synspirit`, db 0 unless given). The password (and user) authenticate
+    to the Sentinels and to the master alike."""
+
+    url: str
+    sentinels: tuple[tuple[str, int], ...] = ()  # empty: a plain Redis URL
+    master: str = SENTINEL_MASTER
+    username: str | None = None
+    password: str | None = None
+    db: int = 0
+
+    @property
+    def auth(self) -> dict:
+        """username/password, those given, as redis-py's keyword arguments."""
+        return {k: v for k, v in (("username", self.username), ("password", self.password)) if v}
+
+    def sentinel_kwargs(self) -> dict:
+        """Connection options for the Sentinels themselves (redis.sentinel.Sentinel's)."""
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        return {**self.auth, "socket_timeout": SENTINEL_TIMEOUT,
+                "socket_connect_timeout": SENTINEL_TIMEOUT, "retry": Retry(NoBackoff(), 0)}
+
+    def celery_url(self) -> str:
+        """Celery's broker and result backend URL: kombu's `sentinel://...;sentinel://...`."""
+        if not self.sentinels:
+            return self.url
+        auth = ":".join(quote(v or "", safe="") for v in (self.username, self.password))
+        auth = f"{auth}@" if self.auth else ""
+        return ";".join(f"sentinel://{auth}{_netloc(host, port)}/{self.db}"
+                        for host, port in self.sentinels)
+
+    def celery_transport_options(self) -> dict:
+        """To add to both broker_ and result_backend_transport_options."""
+        if not self.sentinels:
+            return {}
+        return {"master_name": self.master, "sentinel_kwargs": self.sentinel_kwargs()}
+
+    def limits_storage(self) -> tuple[str, dict]:
+        """Flask-Limiter's storage URI and options (limits' `redis+sentinel://` takes only the
+        master's name in its path, and its credentials unquoted: both go in the options)."""
+        if not self.sentinels:
+            return self.url, {}
+        hosts = ",".join(_netloc(host, port) for host, port in self.sentinels)
+        return f"redis+sentinel://{hosts}/{self.master}", {
+            # Counters are written on the master: a replica's copy lags behind it.
+            "use_replicas": False, "db": self.db, **self.auth,
+            "socket_timeout": 3, "socket_connect_timeout": 3,
+            "sentinel_kwargs": self.sentinel_kwargs()}
+
+
+def _netloc(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def parse_redis_url(url: str) -> RedisLocation:
+    """REDIS_URL -> RedisLocation; ConfigError when a redis+sentinel:// URL is malformed."""
+    scheme = url.partition("://")[0].lower()
+    if scheme != "redis+sentinel":
+        return RedisLocation(url=url)
+    parts = urlsplit(url)
+    userinfo, _, hostlist = parts.netloc.rpartition("@")
+    username, _, password = userinfo.partition(":")
+    sentinels = []
+    for item in hostlist.split(","):
+        try:
+            location = urlsplit(f"//{item.strip()}")
+            host, port = location.hostname, location.port or SENTINEL_PORT
+        except ValueError:
+            host = None
+        if not host:
+            raise ConfigError(f"REDIS_URL: bad Sentinel address {item!r} (HOST[:PORT], "
+                              "comma-separated)")
+        sentinels.append((host, port))
+    path = [unquote(p) for p in parts.path.split("/")[1:]]
+    if parts.query or parts.fragment or len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
+        raise ConfigError("REDIS_URL: expected redis+sentinel://[[USER]:PASSWORD@]HOST[:PORT],"
+                          "HOST[:PORT].../MASTER_NAME[/DB]")
+    return RedisLocation(url=url, sentinels=tuple(sentinels),
+                         master=(path[0] if path and path[0] else SENTINEL_MASTER),
+                         username=unquote(username) or None, password=unquote(password) or None,
+                         db=int(path[1]) if len(path) == 2 else 0)
+
+
 def load_config() -> dict:
     env = os.environ.get("SYNSPIRIT_ENV", "production")
     secret_key = os.environ.get("SECRET_KEY")
@@ -31,6 +131,7 @@ def load_config() -> dict:
             raise ConfigError("SECRET_KEY must be set when SYNSPIRIT_ENV=production")
         secret_key = secrets.token_urlsafe(32)  # development: tokens die with the process
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    ratelimit_uri, ratelimit_options = parse_redis_url(redis_url).limits_storage()
     return {
         "SYNSPIRIT_ENV": env,
         "SECRET_KEY": secret_key,
@@ -65,8 +166,17 @@ def load_config() -> dict:
         "TOKEN_MAX_AGE": _int("TOKEN_MAX_AGE", 86400),
         "SOCKETIO_CORS_ORIGINS": _origins(os.environ.get("SOCKETIO_CORS_ORIGINS")),
         "TRUSTED_PROXY_COUNT": _int("TRUSTED_PROXY_COUNT", 0),
-        # Failed logins allowed per client address and, separately, per account name.
+        # Rate limits (rate_limits.py), in Flask-Limiter's notation ("N per minute", several
+        # separated by ";"). Failed logins allowed per client address and, separately, per
+        # account name.
         "LOGIN_RATE_LIMIT": os.environ.get("LOGIN_RATE_LIMIT", "10 per minute"),
+        # New accounts per client address: a person makes one; a family or an office behind one
+        # address a few; a script filling the site with accounts is stopped at 20 an hour.
+        "REGISTER_RATE_LIMIT": os.environ.get("REGISTER_RATE_LIMIT", "20 per hour"),
+        # Writes per user (posts, articles, edits, deletes, comments, likes, collects, shares):
+        # one a second for a minute, or one every six seconds for an hour, is beyond anyone
+        # reading what they like and comment on; a script writing in a loop meets it at once.
+        "WRITE_RATE_LIMIT": os.environ.get("WRITE_RATE_LIMIT", "60 per minute; 600 per hour"),
         # Argon2id, RFC 9106's second recommended option (64 MiB, t=3, p=4).
         "ARGON2_TIME_COST": _int("ARGON2_TIME_COST", 3),
         "ARGON2_MEMORY_COST": _int("ARGON2_MEMORY_COST", 65536),
@@ -80,13 +190,14 @@ def load_config() -> dict:
         "ITEM_CACHE_TTL": float(os.environ.get("ITEM_CACHE_TTL", "60")),
         "ITEM_CACHE_SIZE": _int("ITEM_CACHE_SIZE", 4000),
         # Seconds before a task taken by a worker that died (kill -9, power loss) is handed to
-        # another worker (celery_setup.py). Raise it above the longest task's run time.
+        # another worker (celery_config.py). Raise it above the longest task's run time.
         "CELERY_VISIBILITY_TIMEOUT": _int("CELERY_VISIBILITY_TIMEOUT", 60),
         # Where a Celery worker serves its task metrics (/metrics); port 0 = not served.
         "WORKER_METRICS_HOST": os.environ.get("WORKER_METRICS_HOST", "127.0.0.1"),
         "WORKER_METRICS_PORT": _int("WORKER_METRICS_PORT", 0),
         "MAX_CONTENT_LENGTH": 1024 * 1024,
-        "RATELIMIT_STORAGE_URI": redis_url,
+        "RATELIMIT_STORAGE_URI": ratelimit_uri,
+        "RATELIMIT_STORAGE_OPTIONS": ratelimit_options,
         "RATELIMIT_KEY_PREFIX": "synspirit:ratelimit",
         "RATELIMIT_HEADERS_ENABLED": True,
         "SQLALCHEMY_TRACK_MODIFICATIONS": False,

@@ -33,7 +33,12 @@ def enqueue(task, *args, **options) -> bool:
         return True
     except BROKER_ERRORS as e:
         log.warning("could not enqueue %s%r: %s", task.name, args, e)
-        return False
+    except AttributeError:
+        # kombu publishing on a channel that a failed publish closed meanwhile ("'NoneType'
+        # object has no attribute 'client'"), seen while the master failed over
+        # (test_sentinel_failover.py, SIGSTOP): the change is stored all the same.
+        log.exception("could not enqueue %s%r", task.name, args)
+    return False
 
 
 def recount(target_type: str, target_id: int) -> None:

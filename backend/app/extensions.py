@@ -10,6 +10,8 @@ from redis.backoff import ConstantBackoff
 from redis.retry import Retry
 from sqlalchemy import MetaData
 
+from .redis_connect import connect
+
 # Explicit constraint names keep Alembic migrations stable.
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -34,9 +36,8 @@ def redis_client() -> redis.Redis:
         # held a request ~20 s on one command (3 s timeout per try plus the backoff), past
         # clients' and nginx's patience (make chaos, network cut). Now at most ~6.5 s, then the
         # caller's fallback (view not counted, recount left to reconcile_counts, or 503).
-        client = redis.Redis.from_url(
-            current_app.config["REDIS_URL"], socket_timeout=3, socket_connect_timeout=3,
-            health_check_interval=30, retry=Retry(ConstantBackoff(0.5), 1),
-        )
+        client = connect(current_app.config["REDIS_URL"], socket_timeout=3,
+                         socket_connect_timeout=3, health_check_interval=30,
+                         retry=Retry(ConstantBackoff(0.5), 1))
         current_app.extensions["synspirit_redis"] = client
     return client

@@ -11,7 +11,7 @@ response sent after the stop began says `Connection: close` and the connection i
 it, so nginx stops reusing the instance's connections within a request each and opens new
 ones elsewhere (the listening socket is closed: refused, tried on the next instance).
 
-Used by systemd/synspirit-web@.service: --worker-class app.gunicorn_worker.Worker
+Every web instance runs it (gunicorn_config.py: worker_class).
 """
 from __future__ import annotations
 

@@ -2,6 +2,7 @@
 the *_count columns are caches that the Celery count tasks recompute from them."""
 from __future__ import annotations
 
+import secrets
 from datetime import datetime
 
 from sqlalchemy import (
@@ -17,6 +18,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -26,13 +28,36 @@ ACTIONS = ("like", "collect", "share")
 TARGET_TYPES = ("post", "article", "post_comment", "article_comment")
 
 
+def new_token_key() -> str:
+    return secrets.token_hex(16)
+
+
 class User(db.Model):
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    username: Mapped[str] = mapped_column(String(32), unique=True)
+    # Unique whatever the case (the index below): "Alice" cannot impersonate "alice".
+    username: Mapped[str] = mapped_column(String(32))
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # Random, written into every token of this user and compared on every request
+    # (auth/security.py): a token names this row, not just an id that a restore can hand to the
+    # next new account; a password change draws a new one, refusing every older token at once.
+    token_key: Mapped[str] = mapped_column(
+        String(32), default=new_token_key,
+        server_default=text("replace(gen_random_uuid()::text, '-', '')"))
+
+    __table_args__ = (Index("uq_users_username_lower", func.lower(username), unique=True),)
+
+
+class RevokedToken(db.Model):
+    """A token signed out (POST /api/auth/logout) before it expired. Rows older than
+    TOKEN_MAX_AGE are useless (the token is refused as expired) and are deleted."""
+
+    __tablename__ = "revoked_tokens"
+
+    jti: Mapped[str] = mapped_column(String(32), primary_key=True)
+    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
 class _Content:
@@ -105,13 +130,10 @@ class ArticleComment(_Comment, db.Model):
     __table_args__ = (Index("ix_article_comments_article_id_id", "article_id", "id"),)
 
 
-class Reaction(db.Model):
-    """One like, collect or share by one user of exactly one target.
-
-    Each target kind has its own nullable foreign key (so deleting a target cascades) and its own
-    unique constraint (so "one like per user and target" holds in the schema, not in a route)."""
-
-    __tablename__ = "reactions"
+class _Targeted:
+    """A user's like, collect or share of exactly one target. Each target kind has its own
+    nullable foreign key (so deleting a target cascades) and its own unique constraint (so
+    "one per user, action and target" holds in the schema, not in a route)."""
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
@@ -126,19 +148,32 @@ class Reaction(db.Model):
     )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
-    __table_args__ = (
+
+def _one_per_user_action_and_target() -> tuple:
+    return (
         CheckConstraint(
             "num_nonnulls(post_id, article_id, post_comment_id, article_comment_id) = 1",
             name="one_target",
-        ),
-        CheckConstraint(
-            "(post_comment_id IS NULL AND article_comment_id IS NULL) OR action = 'like'",
-            name="comments_take_likes_only",
         ),
         UniqueConstraint("user_id", "action", "post_id"),
         UniqueConstraint("user_id", "action", "article_id"),
         UniqueConstraint("user_id", "action", "post_comment_id"),
         UniqueConstraint("user_id", "action", "article_comment_id"),
+    )
+
+
+class Reaction(_Targeted, db.Model):
+    """One like, collect or share by one user of exactly one target (the truth the counts are
+    computed from)."""
+
+    __tablename__ = "reactions"
+
+    __table_args__ = (
+        *_one_per_user_action_and_target(),
+        CheckConstraint(
+            "(post_comment_id IS NULL AND article_comment_id IS NULL) OR action = 'like'",
+            name="comments_take_likes_only",
+        ),
         Index("ix_reactions_post", "post_id", "action", postgresql_where="post_id IS NOT NULL"),
         Index(
             "ix_reactions_article", "article_id", "action",
@@ -152,6 +187,22 @@ class Reaction(db.Model):
             "ix_reactions_article_comment", "article_comment_id",
             postgresql_where="article_comment_id IS NOT NULL",
         ),
+    )
+
+
+class ReactionNotice(_Targeted, db.Model):
+    """The target's author was notified of this user's like, collect or share. Kept when the
+    reaction is undone, so that doing it again notifies nobody again: at most one notification
+    per actor, action and target (like, unlike, like... notified once)."""
+
+    __tablename__ = "reaction_notices"
+
+    # The partial indexes let a deleted target's notices go without a scan (ON DELETE CASCADE).
+    __table_args__ = (
+        *_one_per_user_action_and_target(),
+        *(Index(f"ix_reaction_notices_{column}", column,
+                postgresql_where=f"{column} IS NOT NULL")
+          for column in ("post_id", "article_id", "post_comment_id", "article_comment_id")),
     )
 
 

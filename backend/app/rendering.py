@@ -52,5 +52,8 @@ def reading_minutes(text: str) -> int:
 def render_article(source: str) -> dict:
     html = render_markdown(source)
     text = plain_text(html)
-    return {"content_html": html, "excerpt": excerpt(text),
+    # The excerpt is the text the reader sees, HTML-escaped (cut first, so no entity is cut):
+    # markup the author wrote as text (`<img onerror=...>`) shows as text wherever a client
+    # inserts the excerpt, as HTML like content_html or through an escaping template.
+    return {"content_html": html, "excerpt": htmllib.escape(excerpt(text)),
             "reading_minutes": reading_minutes(text)}

@@ -3,7 +3,7 @@
 Tasks succeeded, failed and retried and their run time, by task name, are counted by Celery
 signals in the process that runs the task, and each worker instance serves them over HTTP on
 WORKER_METRICS_HOST:WORKER_METRICS_PORT (off when the port is 0). Task events stay off
-(celery_setup.py): no event stream, no extra exporter process.
+(celery_config.py): no event stream, no extra exporter process.
 
 A prefork worker runs its tasks in child processes, so the metrics use prometheus_client's
 multiprocess mode when PROMETHEUS_MULTIPROC_DIR is set: every process writes its values to

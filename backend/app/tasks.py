@@ -6,7 +6,7 @@ from celery import shared_task
 from sqlalchemy import text
 
 from . import counting, item_cache, ranking, rendering
-from .celery_setup import IDEMPOTENT, RETRY_KWARGS
+from .celery_config import IDEMPOTENT, RETRY_KWARGS
 from .extensions import db, redis_client
 from .realtime import emit
 

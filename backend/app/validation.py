@@ -20,13 +20,25 @@ def _no_nul(value: str) -> str:
     return value
 
 
+def _no_lone_surrogate(value: str) -> str:
+    # "\ud800" is valid JSON, but no UTF-8 text can hold half a surrogate pair: PostgreSQL,
+    # Redis and Argon2 would fail to encode it (a 500) if it got past here.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must not contain lone surrogates (\\ud800-\\udfff)") from None
+    return value
+
+
 def _not_blank(value: str) -> str:
     if not value.strip():
         raise ValueError("must not be blank")
     return value
 
 
-Text = Annotated[str, AfterValidator(_no_nul), AfterValidator(_not_blank)]
+# Any text field: storable as UTF-8 in PostgreSQL.
+Str = Annotated[str, AfterValidator(_no_nul), AfterValidator(_no_lone_surrogate)]
+Text = Annotated[Str, AfterValidator(_not_blank)]
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
@@ -34,14 +46,22 @@ class Body(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore")
 
 
+NewPassword = Annotated[Str, Field(min_length=8, max_length=128)]
+
+
 class Credentials(Body):
     username: Annotated[str, Field(min_length=3, max_length=32, pattern=r"^[A-Za-z0-9_]+$")]
-    password: Annotated[str, Field(min_length=8, max_length=128), AfterValidator(_no_nul)]
+    password: NewPassword
 
 
 class LoginBody(Body):
-    username: Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_no_nul)]
-    password: Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_no_nul)]
+    username: Annotated[Str, Field(min_length=1, max_length=128)]
+    password: Annotated[Str, Field(min_length=1, max_length=128)]
+
+
+class PasswordChange(Body):
+    current_password: Annotated[Str, Field(min_length=1, max_length=128)]
+    new_password: NewPassword
 
 
 class ContentCreate(Body):

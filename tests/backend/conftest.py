@@ -12,12 +12,16 @@ pytest is interrupted (Ctrl-C / SIGTERM). If pytest is killed, gunicorn and Cele
 from the kernel (pdeathsig), and the next session stops and removes the PostgreSQL/Redis left
 in a dead session's run directory.
 
-Session fixtures:  stack_env (dict of environment variables for the app processes),
+Session fixtures:  stack_env (dict of environment variables for the app processes; rate limits
+                   for registrations and writes far above the defaults),
+                   procs (testkit.processes.Processes: start and stop more processes),
                    celery_workers (io: gevent -c 1000; cpu: prefork -c 2), beat,
-                   server (base URL of a real gunicorn with the gevent-websocket worker).
-Test fixtures:     api (apiclient.API on the server), register_user (-> (user, token)),
+                   server (base URL of a real gunicorn, configured as in production).
+Test fixtures:     api (testkit.apiclient.API on the server), register_user (-> (user, token)),
                    make_app(**overrides) / app / client (in-process Flask app on the same
                    services), db (a SQLAlchemy Session on the test database).
+Every test that uses stack_env (directly or through another fixture) is marked `stack`
+(tests/pytest.ini): `pytest tests/backend -m "not stack"` runs the ones that need no service.
 Logs: .data/test/logs/<name>-<pid>.log (gunicorn, celery-io, celery-cpu, celery-beat; kept two
 days); PostgreSQL/Redis logs in .data/test/run-<pid>/logs until the next session. The tail of a
 log is printed when its process fails to come up.
@@ -30,8 +34,6 @@ import atexit
 import contextlib
 import os
 import secrets
-import shlex
-import shutil
 import signal
 import socket
 import subprocess
@@ -43,94 +45,26 @@ from pathlib import Path
 import pytest
 import requests
 
-ROOT = Path(__file__).resolve().parents[2]
-BACKEND = ROOT / "backend"
-TESTDATA = ROOT / ".data" / "test"
+from testkit import localstack
+from testkit.apiclient import API
+from testkit.processes import (
+    BACKEND,
+    VENV_BIN,
+    WORKER_OPTIONS,
+    Processes,
+    celery_ping,
+    free_port,
+    tail,
+    web_command,
+)
+
+TESTDATA = BACKEND.parent / ".data" / "test"
 LOGS = TESTDATA / "logs"
 RUN_DIR = TESTDATA / f"run-{os.getpid()}"  # this session's PostgreSQL and Redis
-LOCALSTACK = BACKEND / "scripts" / "localstack.sh"
-VENV_BIN = Path(sys.executable).parent
 TEST_DB_NAME = "synspirit_test"
 
-# `import app` and the tests' own helper modules (apiclient, waiting).
-for _p in (str(BACKEND), str(Path(__file__).resolve().parent)):
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
-
-from apiclient import API  # noqa: E402
-from processes import stop_processes  # noqa: E402
-
-# --- process bookkeeping -------------------------------------------------------------------------
-
-_PROCS: dict[str, tuple[subprocess.Popen, Path]] = {}
+_PROCS = Processes(LOGS, log_suffix=f"-{os.getpid()}", base_env=os.environ)
 _STACK_STARTED: list[str] = []  # non-empty while this session's RUN_DIR services may run
-
-
-# `setpriv --pdeathsig TERM` (util-linux): the child gets SIGTERM when pytest dies, even from
-# SIGKILL, so no gunicorn/celery outlives the session (no preexec_fn: pytest may have threads).
-_PDEATHSIG = (["setpriv", "--pdeathsig", "TERM", "--"]
-              if shutil.which("setpriv") and subprocess.run(
-                  ["setpriv", "--pdeathsig", "TERM", "--", "true"], capture_output=True,
-                  check=False).returncode == 0
-              else [])
-
-
-def _tail(path: Path, lines: int = 60) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-def _spawn(name: str, argv: list[str], env: dict) -> subprocess.Popen:
-    LOGS.mkdir(parents=True, exist_ok=True)
-    log = LOGS / f"{name}-{os.getpid()}.log"
-    with open(log, "ab") as out:
-        out.write(f"\n==== {time.strftime('%F %T')} {shlex.join(argv)}\n".encode())
-        out.flush()
-        proc = subprocess.Popen(
-            [*_PDEATHSIG, *argv], cwd=BACKEND, env={**os.environ, **env}, stdin=subprocess.DEVNULL,
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    _PROCS[name] = (proc, log)
-    return proc
-
-
-def _stop(*names: str, timeout: float = 20.0) -> None:
-    """TERM the processes (warm shutdown, all at once), wait, then KILL their process groups."""
-    stop_processes([entry[0] for entry in (_PROCS.pop(n, None) for n in names) if entry], timeout)
-
-
-def _localstack(*args: str) -> dict[str, str]:
-    """Run localstack.sh; return the variables of its `export K='V'` lines."""
-    done = subprocess.run(["bash", str(LOCALSTACK), *args], capture_output=True, text=True,
-                          timeout=900, stdin=subprocess.DEVNULL)
-    if done.stderr.strip():
-        sys.stderr.write(done.stderr)
-    if done.returncode != 0:
-        raise RuntimeError(f"localstack.sh {' '.join(args)} failed ({done.returncode}):\n"
-                           f"{done.stderr[-3000:]}")
-    out = {}
-    for line in done.stdout.splitlines():
-        if line.startswith("export ") and "=" in line:
-            key, _, value = line[len("export "):].partition("=")
-            out[key] = shlex.split(value)[0] if value.strip() else ""
-    return out
-
-
-def _stop_stack(run_dir: Path, remove: bool) -> None:
-    """Stop the PostgreSQL/Redis of a run directory; remove it (or just its data)."""
-    subprocess.run(["bash", str(LOCALSTACK), "stop", str(run_dir)], capture_output=True,
-                   timeout=120, check=False, stdin=subprocess.DEVNULL)
-    pg = run_dir / "pg"
-    targets = [run_dir] if remove else [run_dir / "redis", pg]
-    if pg.is_symlink():  # data kept under /var/tmp (see localstack.sh)
-        targets.append(pg.resolve().parent)
-    for target in targets:
-        if target.is_symlink():
-            target.unlink()
-        else:
-            shutil.rmtree(target, ignore_errors=True)
 
 
 def _prune_dead_runs() -> None:
@@ -138,7 +72,7 @@ def _prune_dead_runs() -> None:
     for run_dir in TESTDATA.glob("run-*"):
         pid = run_dir.name.removeprefix("run-")
         if pid.isdigit() and int(pid) != os.getpid() and not Path(f"/proc/{pid}").exists():
-            _stop_stack(run_dir, remove=True)
+            localstack.stop(run_dir, remove="all")
     for log in LOGS.glob("*.log"):
         with contextlib.suppress(OSError):
             if time.time() - log.stat().st_mtime > 2 * 86400:
@@ -146,10 +80,10 @@ def _prune_dead_runs() -> None:
 
 
 def _stop_everything() -> None:
-    _stop(*list(_PROCS), timeout=10)
+    _PROCS.stop(timeout=10)
     if _STACK_STARTED:
         _STACK_STARTED.clear()
-        _stop_stack(RUN_DIR, remove=False)
+        localstack.stop(RUN_DIR, remove="data")
 
 
 atexit.register(_stop_everything)
@@ -173,17 +107,16 @@ def pytest_unconfigure(config):
     _stop_everything()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "stack_env" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.stack)
 
 
 def _fail_with_log(name: str, message: str):
-    entry = _PROCS.get(name)
-    log = entry[1] if entry else LOGS / f"{name}-{os.getpid()}.log"
-    _stop(name)
-    pytest.fail(f"{message}\n--- last lines of {log} ---\n{_tail(log)}", pytrace=False)
+    log = _PROCS.log_of(name)
+    _PROCS.stop(name)
+    pytest.fail(f"{message}\n--- last lines of {log} ---\n{tail(log)}", pytrace=False)
 
 
 # --- services ------------------------------------------------------------------------------------
@@ -203,7 +136,7 @@ def stack_env() -> dict[str, str]:
         elif redis_url:
             args += ["--only", "pg"]
         _STACK_STARTED.append(str(RUN_DIR))
-        got = _localstack(*args)
+        got = localstack.localstack(*args)
         db_url = db_url or got["DATABASE_URL"]
         redis_url = redis_url or got["REDIS_URL"]
     env = {
@@ -212,6 +145,10 @@ def stack_env() -> dict[str, str]:
         "SECRET_KEY": secrets.token_urlsafe(32),
         "SYNSPIRIT_ENV": "production",
         "PYTHONUNBUFFERED": "1",
+        # The suite registers hundreds of users from 127.0.0.1 and the fuzzer writes as fast as
+        # it can: far above the defaults, which the rate-limit tests check with their own values.
+        "REGISTER_RATE_LIMIT": "100000 per minute",
+        "WRITE_RATE_LIMIT": "100000 per minute",
     }
     done = subprocess.run(
         [str(VENV_BIN / "flask"), "--app", "app", "db", "upgrade"], cwd=BACKEND,
@@ -223,20 +160,15 @@ def stack_env() -> dict[str, str]:
     yield env
     if _STACK_STARTED:
         _STACK_STARTED.clear()
-        _stop_stack(RUN_DIR, remove=False)
+        localstack.stop(RUN_DIR, remove="data")
 
 
-def _celery_ping(broker_url: str, names: list[str], timeout: float = 1.0) -> set[str]:
-    """Names of the given workers that answer a broadcast ping (a bare Celery client: the
-    backend's app is not imported into the test process)."""
-    from celery import Celery
-
-    client = Celery("synspirit-test-ping", broker=broker_url)
-    try:
-        replies = client.control.ping(destination=names, timeout=timeout) or []
-    finally:
-        client.close()
-    return {name for reply in replies for name in reply}
+@pytest.fixture(scope="session")
+def procs(stack_env) -> Processes:
+    """The session's processes: procs.spawn(name, argv, env) starts one in backend/ with this
+    process's environment plus env, logged to .data/test/logs/<name>-<pid>.log, stopped at the
+    end of the session at the latest (procs.stop(name) earlier)."""
+    return _PROCS
 
 
 @pytest.fixture(scope="session")
@@ -247,69 +179,62 @@ def celery_workers(stack_env) -> dict[str, str]:
     tag = uuid.uuid4().hex[:6]
     names = {"io": f"io-{tag}@{host}", "cpu": f"cpu-{tag}@{host}"}
     celery = str(VENV_BIN / "celery")
-    _spawn("celery-io", [celery, "-A", "app.celery_utils", "worker", "--pool=gevent", "-c", "1000",
-                         "-O", "fair", "--prefetch-multiplier=1", "-Q", "io", "-n", names["io"],
+    _PROCS.spawn("celery-io", [celery, "-A", "app.celery_utils", "worker", "--pool=gevent", "-c", "1000",
+                        "-O", "fair", "--prefetch-multiplier=1", "-Q", "io", "-n", names["io"],
+                        *WORKER_OPTIONS, "--loglevel=INFO"], stack_env)
+    _PROCS.spawn("celery-cpu", [celery, "-A", "app.celery_utils", "worker", "--pool=prefork", "-c", "2",
+                         "-Q", "cpu", "-n", names["cpu"], *WORKER_OPTIONS,
                          "--loglevel=INFO"], stack_env)
-    _spawn("celery-cpu", [celery, "-A", "app.celery_utils", "worker", "--pool=prefork", "-c", "2",
-                          "-Q", "cpu", "-n", names["cpu"], "--loglevel=INFO"], stack_env)
     try:
         deadline = time.monotonic() + 120
         waiting = set(names.values())
         while waiting:
             for proc_name in ("celery-io", "celery-cpu"):
-                proc, _ = _PROCS[proc_name]
+                proc = _PROCS.proc(proc_name)
                 if proc.poll() is not None:
-                    _stop("celery-io" if proc_name == "celery-cpu" else "celery-cpu")
+                    _PROCS.stop("celery-io" if proc_name == "celery-cpu" else "celery-cpu")
                     _fail_with_log(proc_name, f"{proc_name} exited ({proc.returncode}) while starting")
             if time.monotonic() > deadline:
                 for proc_name in ("celery-io", "celery-cpu"):
-                    sys.stderr.write(f"--- {proc_name} ---\n{_tail(_PROCS[proc_name][1])}\n")
+                    sys.stderr.write(f"--- {proc_name} ---\n{tail(_PROCS.log_of(proc_name))}\n")
                 pytest.fail(f"Celery workers did not answer a ping: {sorted(waiting)}", pytrace=False)
-            waiting -= _celery_ping(stack_env["REDIS_URL"], sorted(waiting))
+            waiting -= celery_ping(stack_env["REDIS_URL"], sorted(waiting))
         yield names
     finally:
-        _stop("celery-io", "celery-cpu")
+        _PROCS.stop("celery-io", "celery-cpu")
 
 
 @pytest.fixture(scope="session")
 def beat(stack_env) -> None:
-    """celery beat (the view flush every second, the hot rankings every minute)."""
-    schedule_dir = RUN_DIR if RUN_DIR.exists() else LOGS
-    schedule_dir.mkdir(parents=True, exist_ok=True)
-    schedule = schedule_dir / f"celerybeat-schedule-{os.getpid()}"
-    for leftover in schedule_dir.glob(f"{schedule.name}*"):
-        leftover.unlink()
-    proc = _spawn("celery-beat", [str(VENV_BIN / "celery"), "-A", "app.celery_utils", "beat",
-                                  "-s", str(schedule), "--loglevel=INFO"], stack_env)
+    """celery beat (the view flush every 10 s, the sweeps every minute), holding the scheduler's
+    lock in Redis (app/schedule.py)."""
+    proc = _PROCS.spawn("celery-beat", [str(VENV_BIN / "celery"), "-A", "app.celery_utils", "beat",
+                                        "--loglevel=INFO"], stack_env)
     try:
-        log = _PROCS["celery-beat"][1]
+        log = _PROCS.log_of("celery-beat")
         deadline = time.monotonic() + 60
         start = log.stat().st_size if log.exists() else 0
         while True:
             if proc.poll() is not None:
                 _fail_with_log("celery-beat", f"celery beat exited ({proc.returncode})")
             text = log.read_bytes()[start:].decode(errors="replace") if log.exists() else ""
-            if "beat: Starting" in text:
+            if "beat: Acquired lock" in text:
                 break
             if time.monotonic() > deadline:
-                _fail_with_log("celery-beat", "celery beat did not start within 60 s")
+                _fail_with_log("celery-beat", "celery beat did not take the scheduler's lock "
+                                              "within 60 s")
             time.sleep(0.2)
         yield
     finally:
-        _stop("celery-beat")
+        _PROCS.stop("celery-beat")
 
 
 @pytest.fixture(scope="session")
 def server(stack_env) -> str:
-    """Base URL (http://127.0.0.1:PORT) of a real gunicorn with the gevent-websocket worker."""
-    port = _free_port()
+    """Base URL (http://127.0.0.1:PORT) of a real gunicorn, configured as in production."""
+    port = free_port()
     env = {**stack_env, "API_HOST": "127.0.0.1", "API_PORT": str(port)}
-    proc = _spawn("gunicorn", [
-        str(VENV_BIN / "gunicorn"),
-        "--worker-class", "geventwebsocket.gunicorn.workers.GeventWebSocketWorker", "-w", "1",
-        "--worker-connections", "2000", "--bind", f"127.0.0.1:{port}", "--graceful-timeout", "5",
-        "--no-control-socket", "run:app",
-    ], env)
+    proc = _PROCS.spawn("gunicorn", web_command(port), env)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
@@ -324,7 +249,7 @@ def server(stack_env) -> str:
             time.sleep(0.2)
         yield base
     finally:
-        _stop("gunicorn")
+        _PROCS.stop("gunicorn")
 
 
 @pytest.fixture(scope="session")

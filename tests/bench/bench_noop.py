@@ -2,7 +2,7 @@
 
 `celery -A bench_noop worker --pool=gevent -c 1000 -O fair --prefetch-multiplier=1 -Q bench-noop`
 (cwd tests/bench, backend/ on PYTHONPATH). It uses SynSpirit's own Celery configuration
-(app.celery_setup.celery_config: broker, events, visibility timeout) and the counter tasks'
+(app.celery_config.settings: broker, events, visibility timeout) and the counter tasks'
 delivery options (acks_late, reject_on_worker_lost), so the only difference from draining
 `app.tasks.update_post_counts` is the task body: Flask app context, one UPDATE, one emit.
 """
@@ -20,13 +20,13 @@ if pool_from_argv(sys.argv) == "gevent":  # the same patching as app.celery_util
 
 import os  # noqa: E402
 
-from app.celery_setup import IDEMPOTENT, celery_config  # noqa: E402
+from app.celery_config import IDEMPOTENT, settings  # noqa: E402
 from celery import Celery  # noqa: E402
 
 QUEUE = "bench-noop"
 
 celery_app = Celery("bench_noop")
-_cfg = celery_config({"REDIS_URL": os.environ["REDIS_URL"]})
+_cfg = settings({"REDIS_URL": os.environ["REDIS_URL"]})
 _cfg.pop("beat_schedule", None)
 _cfg["task_default_queue"] = QUEUE
 _cfg["task_routes"] = {}

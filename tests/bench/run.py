@@ -7,8 +7,8 @@
 
 Starts its own stack (as root, like ./start.sh): private PostgreSQL and Redis under
 .data/bench (backend/scripts/localstack.sh), a fresh database `synspirit_bench`, the migrations,
-ONE gunicorn web instance with the gevent-websocket worker (the flags of start.sh, with
---worker-connections raised to 12000 for the websocket scenario), the io worker (gevent
+ONE gunicorn web instance as production runs it (app/gunicorn_config.py: app.gunicorn_worker.Worker,
+12000 worker connections for the websocket scenario), the io worker (gevent
 -c 1000), the cpu worker (prefork) and beat. Seeds users and posts through the HTTP API, runs
 each scenario for a bounded time and count, stops everything it started (also on Ctrl-C,
 SIGTERM or failure), prints a table and writes the same figures as JSON
@@ -67,21 +67,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests/backend"))
-from processes import stop_processes  # noqa: E402  (shared with the backend suite)
+sys.path.insert(0, str(ROOT / "tests"))
+from testkit import lab  # noqa: E402
+from testkit.localstack import LocalstackError, localstack  # noqa: E402
+from testkit.processes import BACKEND, VENV_BIN, WORKER_OPTIONS, Processes, free_port, web_command  # noqa: E402
 
-BACKEND = ROOT / "backend"
 BENCH = ROOT / "tests" / "bench"
-LOCALSTACK = BACKEND / "scripts" / "localstack.sh"
-VENV_BIN = Path(sys.executable).parent
 DB_NAME = "synspirit_bench"
 WORKER_CONNECTIONS = 12000  # above the 10,000 websockets of ws_hold
-# tests/lab/lab.sh keeps lab 0's state in .cache/lab and lab N's (LAB_ID=N) in .cache/lab/labN.
-_LAB_ID = os.environ.get("LAB_ID", "0") or "0"
-LAB_TIMINGS = (ROOT / ".cache" / "lab" / ("" if _LAB_ID == "0" else f"lab{_LAB_ID}")
-               / "timings.json")
-
-sys.path.insert(0, str(BACKEND))
+LAB_TIMINGS = lab.STATE / "timings.json"
 
 PROFILES = {
     "full": dict(users=200, posts=2000, http_secs=5, rounds=2, warm_secs=2, wrk_conns=64,
@@ -108,12 +102,6 @@ class BenchError(RuntimeError):
 
 
 # --- helpers ------------------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def raise_nofile() -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -216,7 +204,7 @@ class Bench:
             self.p[key] = type(self.p[key])(value)
         self.data = Path(args.data).resolve()
         self.logs = self.data / "logs"
-        self.procs: dict[str, tuple[subprocess.Popen, Path]] = {}
+        self.procs = Processes(self.logs)
         self.stack_started: list[str] = []
         self.env: dict[str, str] = {}
         self.port = 0
@@ -232,46 +220,28 @@ class Bench:
         self.loads: list[tuple[float, tuple]] = []
         self._stop_sampler = threading.Event()
         self.run_id = uuid.uuid4().hex[:6]
-        self.pdeathsig = (["setpriv", "--pdeathsig", "TERM", "--"]
-                          if shutil.which("setpriv") else [])
 
     # -- processes --
 
     def spawn(self, name: str, argv: list[str], cwd: Path = BACKEND,
               extra_env: dict | None = None) -> subprocess.Popen:
-        self.logs.mkdir(parents=True, exist_ok=True)
-        logf = self.logs / f"{name}.log"
-        with open(logf, "ab") as out:
-            out.write(f"\n==== {time.strftime('%F %T')} {shlex.join(argv)}\n".encode())
-            out.flush()
-            proc = subprocess.Popen(
-                [*self.pdeathsig, *argv], cwd=cwd, env={**self.env, **(extra_env or {})},
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True)
-        self.procs[name] = (proc, logf)
-        return proc
+        return self.procs.spawn(name, argv, {**self.env, **(extra_env or {})}, cwd)
 
     def stop(self, *names: str, timeout: float = 15.0) -> None:
-        stop_processes([e[0] for e in (self.procs.pop(n, None) for n in names) if e], timeout)
+        self.procs.stop(*names, timeout=timeout)
 
     def check_alive(self) -> None:
-        for name, (proc, logf) in self.procs.items():
-            if proc.poll() is not None:
-                tail = "\n".join(logf.read_text(errors="replace").splitlines()[-30:])
-                raise BenchError(f"{name} exited ({proc.returncode}); last lines of {logf}:\n"
-                                 f"{tail}")
+        dead = self.procs.exited()
+        if dead:
+            name, status, tail = dead
+            raise BenchError(f"{name} exited ({status}); last lines of "
+                             f"{self.procs.log_of(name)}:\n{tail}")
 
     def localstack(self, *args: str) -> dict[str, str]:
-        done = subprocess.run(["bash", str(LOCALSTACK), *args], capture_output=True, text=True,
-                              timeout=900, stdin=subprocess.DEVNULL)
-        if done.returncode != 0:
-            raise BenchError(f"localstack.sh {' '.join(args)} failed:\n{done.stderr[-3000:]}")
-        out = {}
-        for line in done.stdout.splitlines():
-            if line.startswith("export ") and "=" in line:
-                key, _, value = line[len("export "):].partition("=")
-                out[key] = shlex.split(value)[0] if value.strip() else ""
-        return out
+        try:
+            return localstack(*args)
+        except LocalstackError as e:
+            raise BenchError(str(e)) from None
 
     # -- set-up --
 
@@ -301,6 +271,9 @@ class Bench:
             "SYNSPIRIT_ENV": "production",
             # Seeding registers hundreds of users; password hashing is not what is measured.
             "ARGON2_TIME_COST": "1", "ARGON2_MEMORY_COST": "8192", "ARGON2_PARALLELISM": "1",
+            # Hundreds of users registered from one address, each writing as fast as the load
+            # goes: the limits' cost (one Redis INCR per write) is measured, not their refusals.
+            "REGISTER_RATE_LIMIT": "1000000 per minute", "WRITE_RATE_LIMIT": "1000000 per minute",
             "PYTHONUNBUFFERED": "1",
         }
         for item in self.args.env or []:  # tuning experiments: DB_POOL_SIZE=30, ...
@@ -322,28 +295,23 @@ class Bench:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         celery = str(VENV_BIN / "celery")
-        # The flags of start.sh (docs/contract.md); only --worker-connections is raised.
-        self.spawn("web", [str(VENV_BIN / "gunicorn"), "--worker-class",
-                           "geventwebsocket.gunicorn.workers.GeventWebSocketWorker", "-w", "1",
-                           "--worker-connections", str(WORKER_CONNECTIONS),
-                           "--bind", f"127.0.0.1:{self.port}", "--graceful-timeout", "10",
-                           "--timeout", "120",
-                           "--no-control-socket", "run:app"])
+        # As production runs it (app/gunicorn_config.py), with room for ws_hold's websockets.
+        self.spawn("web", web_command(self.port),
+                   extra_env={"SYNSPIRIT_WEB_WORKER_CONNECTIONS": str(WORKER_CONNECTIONS)})
         self.io_node = f"io-bench-{self.run_id}@{socket.gethostname()}"
         self.spawn("io", [celery, "-A", "app.celery_utils", "worker", "--pool=gevent", "-c",
                           "1000", "-O", "fair", "--prefetch-multiplier=1", "-Q", "io", "-n",
-                          self.io_node, "--loglevel=WARNING"])
+                          self.io_node, *WORKER_OPTIONS, "--loglevel=WARNING"])
         self.spawn("cpu", [celery, "-A", "app.celery_utils", "worker", "--pool=prefork", "-c",
                            str(os.cpu_count() or 2), "-Q", "cpu", "-n",
                            f"cpu-bench-{self.run_id}@{socket.gethostname()}",
-                           "--loglevel=WARNING"])
-        self.spawn("beat", [celery, "-A", "app.celery_utils", "beat", "-s",
-                            str(self.data / "celerybeat-schedule"), "--loglevel=WARNING"])
-        from app.celery_setup import celery_config
+                           *WORKER_OPTIONS, "--loglevel=WARNING"])
+        self.spawn("beat", [celery, "-A", "app.celery_utils", "beat", "--loglevel=WARNING"])
+        from app.celery_config import settings as celery_settings
         from celery import Celery
 
         self.celery = Celery("bench-client")
-        self.celery.config_from_object(celery_config({"REDIS_URL": self.env["REDIS_URL"]}))
+        self.celery.config_from_object(celery_settings({"REDIS_URL": self.env["REDIS_URL"]}))
         self.wait_http("/readyz", 120)
         self.wait_worker(self.io_node, 120)
         self.web_pid = self.worker_pid("web")
@@ -382,7 +350,7 @@ class Bench:
     def worker_pid(self, name: str) -> int:
         """The process doing the work: gunicorn's (only) worker; a gevent-pool celery worker
         is itself (setpriv execs in place, so the Popen pid is the program's)."""
-        master = self.procs[name][0].pid
+        master = self.procs.proc(name).pid
         if name != "web":
             return master
         deadline = time.monotonic() + 30
@@ -395,7 +363,7 @@ class Bench:
 
     def teardown(self) -> None:
         self._stop_sampler.set()
-        self.stop(*list(self.procs), timeout=15)
+        self.procs.stop(timeout=15)
         with contextlib.suppress(Exception):
             if self.pg is not None:
                 self.pg.close()
@@ -821,7 +789,7 @@ class Bench:
         errf = open(logf, "ab")  # noqa: SIM115 - closed below
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errf, text=True,
                                 env=self.env, stdin=subprocess.DEVNULL, start_new_session=True)
-        self.procs[f"sio_{mode}"] = (proc, logf)
+        self.procs.running[f"sio_{mode}"] = (proc, logf)
         deadline = time.monotonic() + timeout
 
         def lines():
@@ -990,31 +958,17 @@ class Bench:
 
 # --- the lab: through nginx vs straight to the same instances ---------------------------------
 
-LAB_SSH_KEY = ROOT / ".cache" / "lab" / "ssh" / "id_ed25519"
-LAB_SSH_OPTS = ["-i", str(LAB_SSH_KEY), "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
-                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                "-o", "LogLevel=ERROR"]
-
-
-def lab_inventory_text() -> str:
-    """The lab's hosts.ini (ansible/inventories/lab or labN, written by tests/lab/lab.sh)."""
-    inv = ROOT / "ansible" / "inventories" / ("lab" if _LAB_ID == "0" else f"lab{_LAB_ID}") / "hosts.ini"
-    if not inv.exists():
-        raise BenchError(f"no lab inventory {inv}: bring the lab up first (LAB_ID={_LAB_ID} make lab)")
-    return inv.read_text()
-
-
-def lab_lb_address() -> str:
-    """lb1's address from the lab's inventory."""
-    m = re.search(r"^lb1\s.*ansible_host=(\S+)", lab_inventory_text(), re.M)
-    if not m:
-        raise BenchError("no lb1 in the lab's inventory")
-    return m.group(1)
+def lab_inventory() -> dict:
+    """The lab's inventory (testkit.lab.read_inventory), written by tests/lab/lab.sh."""
+    if not lab.INVENTORY.exists():
+        raise BenchError(f"no lab inventory {lab.INVENTORY}: bring the lab up first "
+                         f"(LAB_ID={lab.LAB_ID} make lab)")
+    return lab.read_inventory()
 
 
 def lab_ssh(addr: str, cmd: str, timeout: float = 120, stdin: str | None = None) -> str:
-    done = subprocess.run(["ssh", *LAB_SSH_OPTS, f"root@{addr}", cmd], input=stdin,
-                          capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(["ssh", *lab.ssh_options(connect_timeout=5), f"root@{addr}", cmd],
+                          input=stdin, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
         raise BenchError(f"ssh {addr} {cmd!r}: rc={done.returncode} {done.stderr[-800:]}")
     return done.stdout
@@ -1054,7 +1008,7 @@ def pin_lab_hosts(spec: dict[str, set[int]]) -> int:
     kids: dict[int, list[int]] = {}
     for pid, pp in parent.items():
         kids.setdefault(pp, []).append(pid)
-    prefix = "" if _LAB_ID == "0" else f"l{_LAB_ID}"
+    prefix = "" if lab.LAB_ID == "0" else f"l{lab.LAB_ID}"
     pinned = 0
     for pid in parent:
         with contextlib.suppress(OSError):
@@ -1090,7 +1044,10 @@ def run_lab(args) -> dict:
     urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)  # the lab's own CA
     p = dict(PROFILES["quick" if args.quick else "full"])
     secs, conns, rounds = max(1, round(p["http_secs"])), p["wrk_conns"], p["rounds"] + 1
-    lb = lab_lb_address()
+    inventory = lab_inventory()
+    if "lb1" not in inventory["addresses"]:
+        raise BenchError("no lb1 in the lab's inventory")
+    lb = inventory["addresses"]["lb1"]
     lab_ssh(lb, "command -v wrk >/dev/null || { apt-get update -qq && "
                 "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }", timeout=300)
     lab_ssh(lb, "cat > /root/bench-done.lua", stdin=LUA_DONE)
@@ -1116,7 +1073,7 @@ def run_lab(args) -> dict:
                  "lb": lb, "instances": instances, "path": path, "secs": secs, "conns": conns}
     ways = {"nginx": [f"https://{lb}"], "straight": [f"http://{i}" for i in instances]}
     cpus = sorted(os.sched_getaffinity(0))
-    web_hosts = sorted({h for h in re.findall(r"^(web\d+)\s", lab_inventory_text(), re.M)})
+    web_hosts = inventory["groups"].get("web", [])
     layouts = [("shared", None)]
     if len(cpus) >= 2:
         layouts.append(("lb_own_core", {"lb1": {cpus[0]}, **{h: set(cpus[1:]) for h in web_hosts}}))

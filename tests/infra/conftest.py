@@ -2,26 +2,24 @@
 
 Run by `tests/lab/lab.sh test` (make test-lab) against the hosts that `lab.sh up` made; each
 folder tests one host role (lb, web, data), e2e/ goes through the load balancer like a user,
-converge/ re-runs the playbook, scale/ adds a web host.
+converge/ re-runs the playbook, scale/ adds a web host and a worker host.
 """
 from __future__ import annotations
 
-import json
 import os
 import secrets
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
 import requests
 import testinfra
 import urllib3
 
-REPO = Path(__file__).resolve().parents[2]
-INVENTORY = Path(os.environ.get("LAB_INVENTORY", REPO / "ansible/inventories/lab/hosts.ini"))
-SSH_KEY = Path(os.environ.get("LAB_SSH_KEY", REPO / ".cache/lab/ssh/id_ed25519"))
-LB_URL = os.environ.get("LAB_LB_URL", "https://10.77.0.10")
+# REPO and wait_until are imported by the tests from here.
+from testkit.lab import INVENTORY, REPO, SSH_KEY, read_inventory, ssh_extra_args, worker_hosts  # noqa: F401
+from testkit.waiting import wait_until  # noqa: F401
+
+LB_URL = os.environ.get("LAB_LB_URL", "https://10.77.0.9")
 # The lab's certificate is self-signed: TLS is checked to be there, not trusted.
 urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 
@@ -37,27 +35,30 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-def load_inventory() -> dict:
-    """The inventory as Ansible sees it: {"groups": {group: [hosts]}, "addresses": {host: ip}}."""
-    out = subprocess.run(["ansible-inventory", "-i", str(INVENTORY), "--list"],
-                         check=True, capture_output=True, text=True).stdout
-    data = json.loads(out)
-    hostvars = data["_meta"]["hostvars"]
-    groups = {g: sorted(v.get("hosts", [])) for g, v in data.items() if g != "_meta"}
-    return {"groups": groups, "addresses": {h: v["ansible_host"] for h, v in hostvars.items()}}
+def runs_unit(inventory: dict, host, unit: str) -> bool:
+    """Whether the inventory puts `unit` (synspirit-web@..., synspirit-worker@...,
+    synspirit-beat...) on a testinfra host."""
+    name, groups = host_name(host), inventory["groups"]
+    if unit.startswith("synspirit-web@"):
+        return name in groups.get("web", [])
+    if unit.startswith("synspirit-worker@"):
+        return name in worker_hosts(inventory)
+    if unit.startswith("synspirit-beat"):
+        return name in groups.get("beat", [])
+    return True
 
 
 @pytest.fixture(scope="session")
 def inventory() -> dict:
     """The lab inventory (groups and addresses), read once per run."""
-    return load_inventory()
+    return read_inventory()
 
 
 def connect(address: str):
     """A testinfra host over SSH with the lab's key (no known_hosts: lab hosts are rebuilt)."""
     return testinfra.get_host(
         f"ssh://root@{address}", ssh_identity_file=str(SSH_KEY),
-        ssh_extra_args="-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR")
+        ssh_extra_args=ssh_extra_args())
 
 
 @pytest.fixture(scope="session")
@@ -105,16 +106,6 @@ def app_env(host) -> dict[str, str]:
         if sep and not key.lstrip().startswith("#"):
             env[key.strip()] = value.strip().strip('"').strip("'")
     return env
-
-
-def wait_until(predicate, timeout: float, interval: float = 0.2):
-    """Poll `predicate` until it returns something truthy or `timeout` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result or time.monotonic() >= deadline:
-            return result
-        time.sleep(interval)
 
 
 # ------------------------------------------------------------------ the API through nginx

@@ -37,9 +37,17 @@ print(json.dumps(replies))
 '''
 
 _POSTGRES = r'''
-import json, socket, struct, sys
+import json, socket, ssl, struct, sys
 a = json.loads(sys.argv[1])
 s = socket.create_connection((a["host"], a["port"]), 5)
+if a["tls"]:  # SSLRequest; the server answers S (go on in TLS) or N
+    s.sendall(struct.pack("!ii", 8, 80877103))
+    if s.recv(1) != b"S":
+        print(json.dumps({"tls": "refused"}))
+        sys.exit()
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    s = context.wrap_socket(s)
 params = b"user\0" + a["user"].encode() + b"\0database\0" + a["database"].encode() + b"\0\0"
 s.sendall(struct.pack("!ii", 8 + len(params), 196608) + params)
 def exactly(n):
@@ -77,10 +85,12 @@ def redis_login(url: str) -> list[str]:
     return ["AUTH", parts.password or ""]
 
 
-def postgres_startup(host, address: str, user: str, database: str, port: int = 5432) -> dict:
-    """Open a PostgreSQL session from `host` as `user`: the server's first answer, decoded
-    ({"authentication": 10, "mechanisms": ["SCRAM-SHA-256"]} or {"error": {"C": ..., "M": ...}})."""
-    args = json.dumps({"host": address, "port": port, "user": user, "database": database})
+def postgres_startup(host, address: str, user: str, database: str, port: int = 5432,
+                     tls: bool = True) -> dict:
+    """Open a PostgreSQL session from `host` as `user`, in TLS (as libpq does by default) or in
+    plain text: the server's first answer, decoded ({"authentication": 10, "mechanisms":
+    ["SCRAM-SHA-256"]} or {"error": {"C": ..., "M": ...}})."""
+    args = json.dumps({"host": address, "port": port, "user": user, "database": database, "tls": tls})
     return json.loads(host.check_output("python3 -c %s %s", _POSTGRES, args))
 
 

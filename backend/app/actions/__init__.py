@@ -1,5 +1,4 @@
-from flask import Blueprint
+"""Likes, collects and shares of posts, articles and comments."""
+from .routes import bp
 
-bp = Blueprint("actions", __name__)
-
-from . import routes  # noqa: E402,F401
+__all__ = ["bp"]

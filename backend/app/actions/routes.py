@@ -1,13 +1,13 @@
 """Likes, collects and shares: at most one of each per user and target (the schema's unique
-constraints make it so), undone by DELETE except shares."""
+constraints make it so), undone by DELETE except shares. The target's author is notified of
+each at most once per actor (reaction_notices)."""
 from __future__ import annotations
 
 import logging
 
 import redis.exceptions
-from flask import g, jsonify
-from sqlalchemy import delete, select
-from sqlalchemy.dialects.postgresql import insert
+from flask import Blueprint, g, jsonify
+from sqlalchemy import delete, select, text
 from sqlalchemy.exc import IntegrityError
 
 from ..auth.security import login_required
@@ -15,10 +15,12 @@ from ..dispatch import recount
 from ..errors import APIError, not_found
 from ..extensions import db
 from ..models import REACTION_COLUMN, TARGET_MODELS, Reaction
+from ..rate_limits import write_per_user
 from ..realtime import emit
 from ..serializers import user_public
 from ..validation import ActionBody, json_body
-from . import bp
+
+bp = Blueprint("actions", __name__)
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,30 @@ def _checked(body: ActionBody):
     return author_id
 
 
+# The reaction and, when it is new, the record that its author is told about it, in one
+# statement: a notice already there (like, unlike, like again) means nobody is told again.
+_REACT = """
+WITH reaction AS (
+  INSERT INTO reactions (user_id, action, {column})
+  VALUES (:user_id, CAST(:action AS reaction_action), :target_id)
+  ON CONFLICT DO NOTHING RETURNING id),
+notice AS (
+  INSERT INTO reaction_notices (user_id, action, {column})
+  SELECT :user_id, CAST(:action AS reaction_action), :target_id FROM reaction WHERE :notify
+  ON CONFLICT DO NOTHING RETURNING id)
+SELECT (SELECT count(*) FROM reaction), (SELECT count(*) FROM notice)
+"""
+
+
+def _react(user_id: int, body: ActionBody, notify: bool) -> tuple[bool, bool]:
+    """Store the reaction; returns (it is new, its author must be notified)."""
+    created, noticed = db.session.execute(
+        text(_REACT.format(column=REACTION_COLUMN[body.target_type])),
+        {"user_id": user_id, "action": body.action, "target_id": body.target_id,
+         "notify": notify}).one()
+    return bool(created), bool(noticed)
+
+
 def _result(body: ActionBody, active: bool):
     return jsonify({"action": body.action, "target_type": body.target_type,
                     "target_id": body.target_id, "active": active})
@@ -42,18 +68,14 @@ def _result(body: ActionBody, active: bool):
 
 @bp.post("/api/actions")
 @login_required
+@write_per_user
 def act():
     body = json_body(ActionBody)
     owner_id = _checked(body)
     # Read before the commit, which expires the loaded objects (no reload afterwards).
     actor = user_public(g.user)
-    column = REACTION_COLUMN[body.target_type]
-    stmt = (insert(Reaction)
-            .values(user_id=g.user.id, action=body.action, **{column: body.target_id})
-            .on_conflict_do_nothing()
-            .returning(Reaction.id))
     try:
-        created = db.session.execute(stmt).first() is not None
+        _, notify = _react(g.user.id, body, notify=owner_id != actor["id"])
         db.session.commit()
     except IntegrityError:  # the target was deleted meanwhile
         db.session.rollback()
@@ -61,7 +83,7 @@ def act():
     db.session.remove()  # give the connection back before talking to the broker
     # Always recount: a repeated request must still bring the count up to date.
     recount(body.target_type, body.target_id)
-    if created and owner_id != actor["id"]:
+    if notify:
         # Published straight to the Socket.IO message queue (one Redis PUBLISH): a Celery task
         # for it cost a broker publish here plus a task on the io worker per like, half of what
         # fed the io queue in `make bench` likes (docs/performance.md).
@@ -77,6 +99,7 @@ def act():
 
 @bp.delete("/api/actions")
 @login_required
+@write_per_user
 def undo():
     body = json_body(ActionBody)
     if body.action == "share":

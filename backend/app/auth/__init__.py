@@ -1,5 +1,4 @@
-from flask import Blueprint
+"""Accounts: register, log in, who am I; tokens and password hashing (security.py)."""
+from .routes import bp
 
-bp = Blueprint("auth", __name__)
-
-from . import routes  # noqa: E402,F401
+__all__ = ["bp"]

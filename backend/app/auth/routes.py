@@ -1,32 +1,38 @@
-from flask import current_app, g, jsonify, request
-from flask_limiter.util import get_remote_address
-from sqlalchemy import select
+"""Accounts: /api/auth/register, /api/auth/login, /api/auth/logout, /api/auth/password
+(password guesses rate-limited) and /api/me."""
+from flask import Blueprint, g, jsonify
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import APIError
-from ..extensions import db, limiter
-from ..models import User
+from ..extensions import db
+from ..models import User, new_token_key
+from ..rate_limits import (
+    give_back_password_attempt,
+    login_per_account,
+    login_per_client,
+    password_change_per_account,
+    register_per_client,
+)
 from ..serializers import user_full
-from ..validation import Credentials, LoginBody, json_body
-from . import bp
-from .security import hash_password, issue_token, login_required, verify_password
+from ..validation import Credentials, LoginBody, PasswordChange, json_body
+from .security import (
+    hash_password,
+    issue_token,
+    login_required,
+    revoke,
+    verify_password,
+)
+
+bp = Blueprint("auth", __name__)
 
 
-def _login_limit() -> str:
-    return current_app.config["LOGIN_RATE_LIMIT"]
-
-
-def _account_key() -> str:
-    body = request.get_json(force=True, silent=True)
-    name = body.get("username") if isinstance(body, dict) else None
-    return f"account:{name.lower()}" if isinstance(name, str) else "account:?"
-
-
-def _failed(response) -> bool:
-    return response.status_code == 401
+def _signed_in(user: User, status: int = 200):
+    return jsonify({"user": user_full(user), "token": issue_token(user)}), status
 
 
 @bp.post("/api/auth/register")
+@register_per_client
 def register():
     body = json_body(Credentials)
     user = User(username=body.username, password_hash=hash_password(body.password))
@@ -37,21 +43,44 @@ def register():
         db.session.rollback()
         raise APIError(409, "username_taken", "that username is taken",
                        {"username": "already taken"}) from None
-    return jsonify({"user": user_full(user), "token": issue_token(user)}), 201
+    return _signed_in(user, 201)
 
 
-# Only failed attempts count (deduct_when), per client address and per account name,
-# in Redis so that every web instance shares the same budget.
 @bp.post("/api/auth/login")
-@limiter.limit(_login_limit, key_func=get_remote_address, deduct_when=_failed,
-               scope="login-client")
-@limiter.limit(_login_limit, key_func=_account_key, deduct_when=_failed, scope="login-account")
+@login_per_client
+@login_per_account
 def login():
     body = json_body(LoginBody)
-    user = db.session.scalar(select(User).where(User.username == body.username))
+    # Any case of the name (the unique index on lower(username) makes it one account).
+    user = db.session.scalar(select(User).where(
+        func.lower(User.username) == func.lower(body.username)))
     if not verify_password(user.password_hash if user else None, body.password) or user is None:
         raise APIError(401, "invalid_credentials", "wrong username or password")
-    return jsonify({"user": user_full(user), "token": issue_token(user)})
+    give_back_password_attempt()
+    return _signed_in(user)
+
+
+@bp.post("/api/auth/logout")
+@login_required
+def logout():
+    revoke(g.token)
+    return "", 204
+
+
+@bp.post("/api/auth/password")
+@login_required
+@password_change_per_account
+def change_password():
+    body = json_body(PasswordChange)
+    user = g.user
+    if not verify_password(user.password_hash, body.current_password):
+        raise APIError(403, "wrong_password", "the current password is wrong",
+                       {"current_password": "wrong password"})
+    give_back_password_attempt()
+    user.password_hash = hash_password(body.new_password)
+    user.token_key = new_token_key()  # every token issued before this one is refused
+    db.session.commit()
+    return _signed_in(user)
 
 
 @bp.get("/api/me")

@@ -1,6 +1,10 @@
-"""Passwords (Argon2id) and bearer tokens (signed, expiring)."""
+"""Passwords (Argon2id) and bearer tokens (signed, expiring, bound to their user's row,
+revocable one by one)."""
 from __future__ import annotations
 
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from functools import wraps
 
 import gevent
@@ -8,10 +12,12 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app, g, request
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert
 
 from ..errors import APIError
 from ..extensions import db
-from ..models import User
+from ..models import RevokedToken, User
 
 
 def _hasher() -> PasswordHasher:
@@ -67,21 +73,60 @@ def _serializer() -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="synspirit-auth")
 
 
+@dataclass(frozen=True)
+class TokenClaims:
+    """What a valid signature vouches for: the user's id and token_key at issue time, this
+    token's own id (what logout revokes) and when it was issued."""
+
+    uid: int
+    key: str
+    jti: str
+    issued_at: datetime
+
+
 def issue_token(user: User) -> str:
-    return _serializer().dumps({"uid": user.id})
+    return _serializer().dumps({"uid": user.id, "key": user.token_key,
+                                "jti": secrets.token_hex(16)})
 
 
-def user_from_token(token: str | None) -> User | None:
+def read_token(token: str | None) -> TokenClaims | None:
+    """The claims of a token signed with SECRET_KEY and younger than TOKEN_MAX_AGE (no database:
+    whether its user still accepts it is user_from_token's question)."""
     if not token:
         return None
     try:
-        data = _serializer().loads(token, max_age=current_app.config["TOKEN_MAX_AGE"])
+        data, issued_at = _serializer().loads(
+            token, max_age=current_app.config["TOKEN_MAX_AGE"], return_timestamp=True)
     except (SignatureExpired, BadSignature):
         return None
-    uid = data.get("uid") if isinstance(data, dict) else None
-    if not isinstance(uid, int):
+    if not isinstance(data, dict):
         return None
-    return db.session.get(User, uid)
+    uid, key, jti = data.get("uid"), data.get("key"), data.get("jti")
+    if not (isinstance(uid, int) and isinstance(key, str) and isinstance(jti, str)):
+        return None  # also every token issued before tokens carried a key
+    return TokenClaims(uid, key, jti, issued_at)
+
+
+def user_from_claims(claims: TokenClaims) -> User | None:
+    """The user, if the row the token was issued for still holds its key (no password change,
+    no other account under a reused id) and the token was not signed out. One query."""
+    revoked = select(RevokedToken.jti).where(RevokedToken.jti == claims.jti).exists()
+    return db.session.scalar(select(User).where(
+        User.id == claims.uid, User.token_key == claims.key, ~revoked))
+
+
+def user_from_token(token: str | None) -> User | None:
+    claims = read_token(token)
+    return None if claims is None else user_from_claims(claims)
+
+
+def revoke(claims: TokenClaims) -> None:
+    """Refuse this token from now on. Its row is kept while the token could still be valid."""
+    db.session.execute(insert(RevokedToken).values(jti=claims.jti, issued_at=claims.issued_at)
+                       .on_conflict_do_nothing())
+    cutoff = datetime.now(timezone.utc) - timedelta(seconds=current_app.config["TOKEN_MAX_AGE"])
+    db.session.execute(delete(RevokedToken).where(RevokedToken.issued_at < cutoff))
+    db.session.commit()
 
 
 def bearer_token() -> str | None:
@@ -91,12 +136,14 @@ def bearer_token() -> str | None:
 
 
 def login_required(view):
+    """The signed-in user in g.user and the claims of their token in g.token, or 401."""
     @wraps(view)
     def wrapper(*args, **kwargs):
-        user = user_from_token(bearer_token())
+        claims = read_token(bearer_token())
+        user = None if claims is None else user_from_claims(claims)
         if user is None:
             raise APIError(401, "unauthorized", "a valid bearer token is required")
-        g.user = user
+        g.user, g.token = user, claims
         return view(*args, **kwargs)
 
     return wrapper

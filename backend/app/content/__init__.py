@@ -1,4 +1,4 @@
 """Posts and articles: the same routes and comments for both kinds of content."""
-from .routes import make_blueprint
+from .routes import articles, posts
 
-__all__ = ["make_blueprint"]
+__all__ = ["articles", "posts"]

@@ -1,3 +1,7 @@
+"""Posts and articles: the same routes for both kinds, under /api/posts and /api/articles.
+
+Each kind has its blueprint (`posts`, `articles`); the view functions below serve both and are
+given the kind by their route (the table at the end of this module)."""
 from __future__ import annotations
 
 import logging
@@ -12,6 +16,7 @@ from ..dispatch import VIEW_TASK, enqueue, recount
 from ..errors import APIError, not_found
 from ..extensions import db, redis_client
 from ..models import COMMENT_MODELS, CONTENT_MODELS
+from ..rate_limits import write_per_user
 from ..serializers import comment as comment_json
 from ..serializers import content as content_json
 from ..serializers import user_public
@@ -28,6 +33,11 @@ from ..validation import (
 
 log = logging.getLogger(__name__)
 
+posts = Blueprint("posts", __name__, url_prefix="/api/posts")
+articles = Blueprint("articles", __name__, url_prefix="/api/articles")
+
+
+# --- helpers -------------------------------------------------------------------------------------
 
 def _page(stmt, order, q: PageQuery, serialize) -> dict:
     total = db.session.scalar(select(func.count()).select_from(stmt.subquery()))
@@ -38,169 +48,190 @@ def _page(stmt, order, q: PageQuery, serialize) -> dict:
             "total": total}
 
 
-def make_blueprint(kind: str) -> Blueprint:
-    """Routes under /api/<kind>s for kind 'post' or 'article'."""
-    model, comment_model = CONTENT_MODELS[kind], COMMENT_MODELS[kind]
-    parent_fk = f"{kind}_id"
-    bp = Blueprint(f"{kind}s", __name__, url_prefix=f"/api/{kind}s")
+def _load(kind: str, item_id: int):
+    item = db.session.get(CONTENT_MODELS[kind], item_id) if item_id <= MAX_ID else None
+    if item is None:
+        raise not_found(kind)
+    return item
 
-    def cache():
-        return current_app.extensions["synspirit_item_cache"]
 
-    def load(item_id: int):
-        item = db.session.get(model, item_id) if item_id <= MAX_ID else None
-        if item is None:
+def _load_own(kind: str, item_id: int):
+    item = _load(kind, item_id)
+    if item.author_id != g.user.id:
+        raise APIError(403, "forbidden", f"only the author may change this {kind}")
+    return item
+
+
+def _item_cache() -> item_cache.ItemCache:
+    return current_app.extensions["synspirit_item_cache"]
+
+
+def _load_entry(kind: str, item_id: int):
+    """(body without counts, counts) from PostgreSQL, or MISSING."""
+    item = db.session.get(CONTENT_MODELS[kind], item_id)
+    if item is None:
+        return item_cache.MISSING
+    body = content_json(item, kind)
+    return body, body.pop("counts")
+
+
+def _changed(kind: str, item_id: int) -> None:
+    """After a committed edit or delete: this instance and every other reload the item."""
+    _item_cache().pop((kind, item_id))
+    try:
+        item_cache.bump_version(redis_client(), kind, item_id)
+    except (redis.exceptions.RedisError, OSError) as e:
+        # Other instances serve the old body until their copy expires (ITEM_CACHE_TTL).
+        log.warning("could not bump the version of %s %s: %s", kind, item_id, e)
+
+
+# --- posts and articles --------------------------------------------------------------------------
+
+@login_required
+@write_per_user
+def create(kind: str):
+    body = json_body(ContentCreate)
+    item = CONTENT_MODELS[kind](title=body.title, content=body.content, author=g.user)
+    db.session.add(item)
+    db.session.commit()
+    if kind == "article":
+        enqueue(tasks.render_article, item.id)
+    return jsonify(content_json(item, kind)), 201
+
+
+def index(kind: str):
+    q = query(ListQuery)
+    model = CONTENT_MODELS[kind]
+    order = ((model.hot_score.desc(), model.id.desc()) if q.sort == "hot"
+             else (model.created_at.desc(), model.id.desc()))
+    return jsonify(_page(select(model), order, q, lambda item: content_json(item, kind)))
+
+
+def show(kind: str, item_id: int):
+    # A hit costs one Redis round trip (count the view, read the counts hash and the body's
+    # version) and no PostgreSQL; see item_cache.py.
+    if item_id > MAX_ID:
+        raise not_found(kind)
+    key, items, rc = (kind, item_id), _item_cache(), redis_client()
+    try:
+        # The view is counted before we know the item exists: a view of a missing id is
+        # dropped by the flush (its UPDATE matches no row), and a read costs one round trip.
+        pending, schedule, counts, version = counting.view_and_read(rc, kind, item_id)
+    except (redis.exceptions.RedisError, OSError) as e:
+        # Reading must not fail because Redis is away; this view is not counted.
+        log.warning("view of %s %s not counted: %s", kind, item_id, e)
+        entry = _load_entry(kind, item_id)
+        db.session.remove()
+        if entry is item_cache.MISSING:
+            raise not_found(kind) from None
+        return jsonify({**entry[0], "counts": entry[1]})
+    entry = items.get(key, version) if counts is not None else None
+    if entry is None:
+        entry = items.load(key, version, lambda: _load_entry(kind, item_id))
+        db.session.remove()  # give the connection back before talking to Redis again
+        if entry is item_cache.MISSING:
             raise not_found(kind)
-        return item
+        if counts is None:
+            counts = entry[1]
+            try:
+                item_cache.fill_counts(rc, kind, item_id, counts)
+            except (redis.exceptions.RedisError, OSError) as e:
+                log.warning("counts of %s %s not cached: %s", kind, item_id, e)
+    if schedule:
+        enqueue(VIEW_TASK[kind], item_id, countdown=counting.FLUSH_DELAY)
+    return jsonify({**entry[0], "counts": {**counts, "views": counts["views"] + pending}})
 
-    def load_own(item_id: int):
-        item = load(item_id)
-        if item.author_id != g.user.id:
-            raise APIError(403, "forbidden", f"only the author may change this {kind}")
-        return item
 
-    def serialize(item) -> dict:
-        return content_json(item, kind)
+@login_required
+@write_per_user
+def update(kind: str, item_id: int):
+    body = json_body(ContentUpdate)
+    if body.title is None and body.content is None:
+        raise APIError(422, "validation_error", "nothing to update",
+                       {"body": "give title and/or content"})
+    item = _load_own(kind, item_id)
+    if body.title is not None:
+        item.title = body.title
+    rerender = kind == "article" and body.content is not None and body.content != item.content
+    if body.content is not None:
+        item.content = body.content
+    if rerender:
+        item.revision += 1
+        item.content_html = item.excerpt = item.reading_minutes = None
+    db.session.commit()
+    _changed(kind, item_id)
+    if rerender:
+        enqueue(tasks.render_article, item.id)
+    return jsonify(content_json(item, kind))
 
-    def changed(item_id: int) -> None:
-        """After a committed edit or delete: this instance and every other reload the item."""
-        cache().pop((kind, item_id))
-        try:
-            item_cache.bump_version(redis_client(), kind, item_id)
-        except (redis.exceptions.RedisError, OSError) as e:
-            # Other instances serve the old body until their copy expires (ITEM_CACHE_TTL).
-            log.warning("could not bump the version of %s %s: %s", kind, item_id, e)
 
-    @bp.post("")
-    @login_required
-    def create():
-        body = json_body(ContentCreate)
-        item = model(title=body.title, content=body.content, author=g.user)
-        db.session.add(item)
-        db.session.commit()
-        if kind == "article":
-            enqueue(tasks.render_article, item.id)
-        return jsonify(serialize(item)), 201
+@login_required
+@write_per_user
+def delete(kind: str, item_id: int):
+    db.session.delete(_load_own(kind, item_id))  # comments and reactions go with it (cascade)
+    db.session.commit()
+    _changed(kind, item_id)
+    return "", 204
 
-    @bp.get("")
-    def index():
-        q = query(ListQuery)
-        order = ((model.hot_score.desc(), model.id.desc()) if q.sort == "hot"
-                 else (model.created_at.desc(), model.id.desc()))
-        return jsonify(_page(select(model), order, q, serialize))
 
-    def load_entry(item_id: int):
-        """(body without counts, counts) from PostgreSQL, or MISSING."""
-        item = db.session.get(model, item_id)
-        if item is None:
-            return item_cache.MISSING
-        body = serialize(item)
-        return body, body.pop("counts")
+# --- their comments ------------------------------------------------------------------------------
 
-    @bp.get("/<int:item_id>")
-    def show(item_id: int):
-        # A hit costs one Redis round trip (count the view, read the counts hash and the body's
-        # version) and no PostgreSQL; see item_cache.py.
-        if item_id > MAX_ID:
-            raise not_found(kind)
-        key, items, rc = (kind, item_id), cache(), redis_client()
-        try:
-            # The view is counted before we know the item exists: a view of a missing id is
-            # dropped by the flush (its UPDATE matches no row), and a read costs one round trip.
-            pending, schedule, counts, version = counting.view_and_read(rc, kind, item_id)
-        except (redis.exceptions.RedisError, OSError) as e:
-            # Reading must not fail because Redis is away; this view is not counted.
-            log.warning("view of %s %s not counted: %s", kind, item_id, e)
-            entry = load_entry(item_id)
-            db.session.remove()
-            if entry is item_cache.MISSING:
-                raise not_found(kind) from None
-            return jsonify({**entry[0], "counts": entry[1]})
-        entry = items.get(key, version) if counts is not None else None
-        if entry is None:
-            entry = items.load(key, version, lambda: load_entry(item_id))
-            db.session.remove()  # give the connection back before talking to Redis again
-            if entry is item_cache.MISSING:
-                raise not_found(kind)
-            if counts is None:
-                counts = entry[1]
-                try:
-                    item_cache.fill_counts(rc, kind, item_id, counts)
-                except (redis.exceptions.RedisError, OSError) as e:
-                    log.warning("counts of %s %s not cached: %s", kind, item_id, e)
-        if schedule:
-            enqueue(VIEW_TASK[kind], item_id, countdown=counting.FLUSH_DELAY)
-        return jsonify({**entry[0], "counts": {**counts, "views": counts["views"] + pending}})
+@login_required
+@write_per_user
+def add_comment(kind: str, item_id: int):
+    body = json_body(CommentCreate)
+    item = _load(kind, item_id)
+    owner_id, actor = item.author_id, user_public(g.user)  # before the commit expires them
+    comment = COMMENT_MODELS[kind](content=body.content, author=g.user, **{f"{kind}_id": item.id})
+    db.session.add(comment)
+    db.session.commit()
+    data = comment_json(comment)
+    db.session.remove()  # give the connection back before talking to the broker
+    recount(kind, item_id)
+    enqueue(tasks.broadcast_comment, kind, item_id, data)
+    if owner_id != actor["id"]:
+        enqueue(tasks.notify_user, owner_id, {
+            "kind": "comment", "actor": actor, "target_type": kind,
+            "target_id": item_id, "comment": data,
+        })
+    return jsonify(data), 201
 
-    @bp.patch("/<int:item_id>")
-    @login_required
-    def update(item_id: int):
-        body = json_body(ContentUpdate)
-        if body.title is None and body.content is None:
-            raise APIError(422, "validation_error", "nothing to update",
-                           {"body": "give title and/or content"})
-        item = load_own(item_id)
-        if body.title is not None:
-            item.title = body.title
-        rerender = kind == "article" and body.content is not None and body.content != item.content
-        if body.content is not None:
-            item.content = body.content
-        if rerender:
-            item.revision += 1
-            item.content_html = item.excerpt = item.reading_minutes = None
-        db.session.commit()
-        changed(item_id)
-        if rerender:
-            enqueue(tasks.render_article, item.id)
-        return jsonify(serialize(item))
 
-    @bp.delete("/<int:item_id>")
-    @login_required
-    def delete(item_id: int):
-        db.session.delete(load_own(item_id))  # comments and reactions go with it (cascade)
-        db.session.commit()
-        changed(item_id)
-        return "", 204
+def list_comments(kind: str, item_id: int):
+    q = query(PageQuery)
+    _load(kind, item_id)
+    model = COMMENT_MODELS[kind]
+    stmt = select(model).where(getattr(model, f"{kind}_id") == item_id)
+    return jsonify(_page(stmt, (model.id.asc(),), q, comment_json))
 
-    @bp.post("/<int:item_id>/comments")
-    @login_required
-    def add_comment(item_id: int):
-        body = json_body(CommentCreate)
-        item = load(item_id)
-        owner_id, actor = item.author_id, user_public(g.user)  # before the commit expires them
-        comment = comment_model(content=body.content, author=g.user, **{parent_fk: item.id})
-        db.session.add(comment)
-        db.session.commit()
-        data = comment_json(comment)
-        db.session.remove()  # give the connection back before talking to the broker
-        recount(kind, item_id)
-        enqueue(tasks.broadcast_comment, kind, item_id, data)
-        if owner_id != actor["id"]:
-            enqueue(tasks.notify_user, owner_id, {
-                "kind": "comment", "actor": actor, "target_type": kind,
-                "target_id": item_id, "comment": data,
-            })
-        return jsonify(data), 201
 
-    @bp.get("/<int:item_id>/comments")
-    def list_comments(item_id: int):
-        q = query(PageQuery)
-        load(item_id)
-        stmt = select(comment_model).where(getattr(comment_model, parent_fk) == item_id)
-        return jsonify(_page(stmt, (comment_model.id.asc(),), q, comment_json))
+@login_required
+@write_per_user
+def delete_comment(kind: str, item_id: int, comment_id: int):
+    _load(kind, item_id)
+    comment = db.session.get(COMMENT_MODELS[kind], comment_id) if comment_id <= MAX_ID else None
+    if comment is None or getattr(comment, f"{kind}_id") != item_id:
+        raise not_found("comment")
+    if comment.author_id != g.user.id:
+        raise APIError(403, "forbidden", "only the author may delete this comment")
+    db.session.delete(comment)
+    db.session.commit()
+    recount(kind, item_id)
+    return "", 204
 
-    @bp.delete("/<int:item_id>/comments/<int:comment_id>")
-    @login_required
-    def delete_comment(item_id: int, comment_id: int):
-        load(item_id)
-        comment = db.session.get(comment_model, comment_id) if comment_id <= MAX_ID else None
-        if comment is None or getattr(comment, parent_fk) != item_id:
-            raise not_found("comment")
-        if comment.author_id != g.user.id:
-            raise APIError(403, "forbidden", "only the author may delete this comment")
-        db.session.delete(comment)
-        db.session.commit()
-        recount(kind, item_id)
-        return "", 204
 
-    return bp
+# --- the routes, the same for both kinds ---------------------------------------------------------
+
+ROUTES = [  # (rule under /api/<kind>s, method, view)
+    ("", "POST", create),
+    ("", "GET", index),
+    ("/<int:item_id>", "GET", show),
+    ("/<int:item_id>", "PATCH", update),
+    ("/<int:item_id>", "DELETE", delete),
+    ("/<int:item_id>/comments", "POST", add_comment),
+    ("/<int:item_id>/comments", "GET", list_comments),
+    ("/<int:item_id>/comments/<int:comment_id>", "DELETE", delete_comment),
+]
+for _kind, _bp in (("post", posts), ("article", articles)):
+    for _rule, _method, _view in ROUTES:
+        _bp.add_url_rule(_rule, view_func=_view, methods=[_method], defaults={"kind": _kind})

@@ -1,5 +1,4 @@
-from flask import Blueprint
+"""Liveness and readiness."""
+from .routes import bp
 
-bp = Blueprint("ops", __name__)
-
-from . import routes  # noqa: E402,F401
+__all__ = ["bp"]

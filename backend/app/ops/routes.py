@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import gevent
-from flask import current_app, jsonify
+from flask import Blueprint, current_app, jsonify
 from sqlalchemy import text
 
 from ..extensions import db, redis_client
-from . import bp
+
+bp = Blueprint("ops", __name__)
 
 
 @bp.get("/healthz")

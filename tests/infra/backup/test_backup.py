@@ -1,109 +1,260 @@
-"""Backups on the data host: scheduled, root-only, checked, pruned, and loud when a step fails."""
+"""Backups to the repository host (roles/backup): the primary of the moment archives every WAL
+segment there, encrypted; full and differential backups run from there on timers and are
+verified; a replica fetches what it misses from there; the Redis master's snapshot lands there.
+Nothing of it lives on a data host."""
+from __future__ import annotations
+
+import json
 import re
+import secrets
 
 import pytest
+from conftest import app_env, wait_until
+from probes import redis, redis_login
 
-testinfra_hosts = ["ansible://postgresql"]
+testinfra_hosts = []  # each test picks its hosts from the inventory
+STANZA = "synspirit"  # group_vars/all/backup.yml
+REPOSITORY = "/var/lib/pgbackrest"  # roles/backup defaults
+AS_REPOSITORY = "runuser -u pgbackrest --"  # pgBackRest runs as the repository's user there
 
-BACKUP_DIR = "/var/backups/synspirit"
-STAMP = re.compile(r"^\d{8}T\d{6}Z$")
+
+def sql(host, query: str, database: str = "postgres") -> str:
+    return host.check_output("cd /tmp && runuser -u postgres -- psql -XAt -d %s -c %s", database, query)
 
 
-def backups(host, folder: str = BACKUP_DIR) -> list[str]:
-    """The complete backups in `folder`, oldest first."""
-    names = host.check_output(f"find {folder} -mindepth 1 -maxdepth 1 -printf '%f\\n'").split()
-    return sorted(n for n in names if STAMP.match(n))
+def patroni(host) -> list[dict]:
+    return json.loads(host.check_output("patronictl -c /etc/patroni/config.yml list --format json"))
+
+
+def pgbackrest_info(repository) -> dict:
+    """pgbackrest info of the stanza, as JSON, run as the repository's user."""
+    out = repository.check_output(f"{AS_REPOSITORY} pgbackrest --stanza={STANZA} --output=json info")
+    return json.loads(out)[0]
+
+
+def info(repository) -> dict:
+    """`synspirit-backup status --json` on the repository host."""
+    return json.loads(repository.check_output("synspirit-backup status --json"))
 
 
 @pytest.fixture(scope="module")
-def fresh_backup(host) -> str:
-    """Run the backup service once, as the timer would; the name of the backup it made."""
-    before = set(backups(host))
-    host.run_expect([0], "systemctl start synspirit-backup.service")
-    made = sorted(set(backups(host)) - before)
-    assert len(made) == 1, made
-    return made[0]
+def repository(inventory, lab_host):
+    return lab_host(inventory["groups"]["backup"][0])
 
 
-def test_backup_timer_is_scheduled_and_persistent(host):
-    """synspirit-backup.timer is enabled, waiting for its next run, and catches up after downtime."""
-    timer = host.service("synspirit-backup.timer")
-    assert timer.is_enabled
-    assert host.check_output("systemctl is-active synspirit-backup.timer") == "active"
-    props = dict(line.split("=", 1) for line in host.check_output(
-        "systemctl show synspirit-backup.timer -p Persistent -p NextElapseUSecRealtime -p Unit").splitlines())
-    assert props["Persistent"] == "yes"
-    assert props["Unit"] == "synspirit-backup.service"
-    assert props["NextElapseUSecRealtime"] not in ("", "0", "n/a")
+@pytest.fixture(scope="module")
+def members(inventory, lab_host) -> dict:
+    """{"primary": host, "replicas": [hosts]} as Patroni says now."""
+    rows = patroni(lab_host(inventory["groups"]["postgresql"][0]))
+    return {"primary": lab_host(next(m["Member"] for m in rows if m["Role"] == "Leader")),
+            "replicas": [lab_host(m["Member"]) for m in rows if m["Role"] != "Leader"],
+            "names": {m["Role"]: m["Member"] for m in rows}}
 
 
-def test_backup_service_succeeds_and_logs_to_the_journal(host, fresh_backup):
-    """The run exits 0 and the journal says which backup it completed."""
-    assert host.check_output("systemctl show -p Result --value synspirit-backup.service") == "success"
-    journal = host.check_output("journalctl -u synspirit-backup.service --no-pager -o cat -n 200")
-    assert f"backup {BACKUP_DIR}/{fresh_backup} complete" in journal
+def test_the_repository_is_on_a_host_that_is_no_data_host(inventory):
+    """The backups survive the loss of every PostgreSQL and Redis host: the repository is elsewhere."""
+    backup = set(inventory["groups"]["backup"])
+    assert backup, "no [backup] group in the inventory"
+    assert not backup & (set(inventory["groups"]["postgresql"]) | set(inventory["groups"]["redis"]))
 
 
-def test_backup_holds_a_restorable_dump_and_a_redis_snapshot(host, fresh_backup):
-    """The dump lists the application's tables, the RDB passes redis-check-rdb, checksums match."""
-    folder = f"{BACKUP_DIR}/{fresh_backup}"
-    toc = host.check_output(f"pg_restore --list {folder}/postgresql.dump")
-    for table in ("users", "posts", "post_comments", "reactions", "alembic_version"):
-        assert re.search(rf"TABLE DATA public {table} ", toc), table
-    host.run_expect([0], f"redis-check-rdb {folder}/redis.rdb")
-    host.run_expect([0], f"cd {folder} && sha256sum --check --quiet SHA256SUMS")
+def test_the_repository_holds_a_verified_full_backup(repository):
+    """The converge took a first full backup; pgbackrest info reports the stanza ok, and
+    pgbackrest verify finds every file of the repository matching its checksum."""
+    status = info(repository)
+    assert status["status"]["code"] == 0, status["status"]
+    assert any(b["type"] == "full" for b in status["backups"]), status["backups"]
+    assert not any(b["checksum_errors"] for b in status["backups"]), status["backups"]
+    repository.run_expect([0], f"{AS_REPOSITORY} pgbackrest --stanza={STANZA} verify")
 
 
-def test_backups_are_readable_by_root_only(host, fresh_backup):
-    """The backup folders are 0700 and every file 0600, all owned by root."""
-    for folder in (BACKUP_DIR, f"{BACKUP_DIR}/{fresh_backup}"):
-        f = host.file(folder)
-        assert (f.user, f.group, f.mode) == ("root", "root", 0o700), folder
-    names = host.check_output(f"ls {BACKUP_DIR}/{fresh_backup}").split()
-    assert set(names) == {"postgresql.dump", "redis.rdb", "SHA256SUMS"}
-    for name in names:
-        f = host.file(f"{BACKUP_DIR}/{fresh_backup}/{name}")
-        assert (f.user, f.group, f.mode) == ("root", "root", 0o600), name
+def test_the_repository_is_encrypted(repository, members):
+    """The repository's files are ciphertext (OpenSSL's "Salted__" header): a row written now,
+    archived with its WAL segment, is not found in clear anywhere in the repository."""
+    marker = f"clear-text-{secrets.token_hex(8)}"
+    sql(members["primary"], "CREATE TABLE IF NOT EXISTS backup_probe (t text); "
+                            f"INSERT INTO backup_probe VALUES ('{marker}')")
+    try:
+        repository.run_expect([0], "synspirit-backup check")  # that segment is in the repository now
+        assert repository.run(f"grep -rl {marker} {REPOSITORY}/archive {REPOSITORY}/backup").rc == 1
+        files = repository.check_output(f"find {REPOSITORY}/archive/{STANZA} {REPOSITORY}/backup/{STANZA} "
+                                        "-type f -size +0 | head -20").split()
+        assert files
+        for path in files:
+            assert repository.check_output(f"head -c 8 {path}") == "Salted__", path
+        assert pgbackrest_info(repository)["cipher"] == "aes-256-cbc"
+    finally:
+        sql(members["primary"], "DROP TABLE backup_probe")
 
 
-def test_backup_service_is_sandboxed(host):
-    """systemd-analyze security rates the backup service better than "UNSAFE"."""
-    out = host.check_output("systemd-analyze security synspirit-backup.service --no-pager | tail -1")
-    score = float(re.search(r"exposure level.*?:\s*([\d.]+)", out).group(1))
-    assert score < 9.0, out
+def test_only_the_primary_archives(members, repository):
+    """archive_mode on (not always): the primary's archiver has archived segments, a replica's
+    none, so there is one writer to the stanza; and a segment switched now reaches the repository."""
+    archived = int(sql(members["primary"], "SELECT archived_count FROM pg_stat_archiver"))
+    assert archived > 0
+    for replica in members["replicas"]:
+        assert sql(replica, "SHOW archive_mode") == "on"
+        assert sql(replica, "SELECT archived_count FROM pg_stat_archiver") == "0"
+    repository.run_expect([0], "synspirit-backup check")
 
 
-@pytest.fixture
-def scratch(host):
-    """An empty folder for backups made with other settings; removed afterwards."""
-    folder = host.check_output("mktemp -d /root/backup-test.XXXXXX")
-    yield folder
-    host.run(f"rm -rf {folder}")
+def test_a_replica_fetches_wal_from_the_repository(members, repository):
+    """A replica's restore_command is pgBackRest's archive-get, and it can read the archive."""
+    replica = members["replicas"][0]
+    command = sql(replica, "SHOW restore_command")
+    assert command.startswith(f"pgbackrest --stanza={STANZA} archive-get"), command
+    segment = pgbackrest_info(repository)["archive"][-1]["max"]
+    replica.run_expect([0], f"runuser -u postgres -- pgbackrest --stanza={STANZA} "
+                            f"archive-get {segment} /tmp/fetched-{segment}")
+    assert replica.file(f"/tmp/fetched-{segment}").size == 16 * 1024 * 1024
+    replica.run(f"rm -f /tmp/fetched-{segment}")
 
 
-def run_backup(host, folder: str, keep: int, database: str):
-    """synspirit-backup with the host's settings but another folder, retention or database,
-    recording nothing for monitoring (the real backups' metrics stay as they are)."""
-    return host.run(
-        f"set -a && . /etc/default/synspirit-backup && BACKUP_DIR={folder} BACKUP_KEEP={keep} "
-        f"BACKUP_POSTGRESQL_DATABASE={database} BACKUP_REDIS_PORT= BACKUP_METRICS_FILE= "
-        "/usr/local/sbin/synspirit-backup")
+def test_data_pages_carry_checksums(members):
+    """Data checksums are on: pgBackRest checks every page it backs up against them."""
+    assert sql(members["primary"], "SHOW data_checksums") == "on"
 
 
-def test_failing_step_fails_the_run_and_leaves_no_backup(host, scratch):
-    """pg_dump of a missing database: non-zero exit, nothing complete or partial left behind."""
-    result = run_backup(host, scratch, 3, "no_such_database")
+def test_the_backup_timers_are_scheduled_and_persistent(repository):
+    """Full weekly, differential the other days, metrics every 5 min: enabled, waiting, catching up
+    after downtime."""
+    for timer, unit in (("synspirit-backup-full.timer", "synspirit-backup@full.service"),
+                        ("synspirit-backup-diff.timer", "synspirit-backup@diff.service"),
+                        ("synspirit-backup-metrics.timer", "synspirit-backup-metrics.service")):
+        assert repository.service(timer).is_enabled, timer
+        props = dict(line.split("=", 1) for line in repository.check_output(
+            f"systemctl show {timer} -p ActiveState -p Unit").splitlines())
+        assert props["ActiveState"] == "active", (timer, props)
+        assert props["Unit"] == unit, (timer, props)
+    assert repository.check_output("systemctl show -P Persistent synspirit-backup-full.timer") == "yes"
+
+
+def test_a_differential_backup_runs_from_the_repository_host(repository):
+    """systemctl start synspirit-backup@diff.service: pgBackRest finds the primary among the members,
+    the backup completes and shows in pgbackrest info; the journal says so."""
+    before = {b["label"] for b in info(repository)["backups"]}
+    repository.run_expect([0], "systemctl start synspirit-backup@diff.service")
+    new = [b for b in info(repository)["backups"] if b["label"] not in before]
+    assert [b["type"] for b in new] == ["diff"], new
+    journal = repository.check_output("journalctl -u synspirit-backup@diff.service --no-pager -o cat -n 50")
+    assert "diff backup complete" in journal
+
+
+def test_a_damaged_file_in_the_repository_is_found_by_verify(repository):
+    """pgbackrest verify (run after every full backup) fails on a WAL segment whose bytes changed:
+    it names the segment as invalid, or (pgBackRest 2.45, the byte inside the encrypted
+    compressed stream) aborts on the corruption it finds decompressing it."""
+    segment = repository.check_output(
+        f"find {REPOSITORY}/archive/{STANZA} -type f -name '0*-*' | sort | head -1")
+    repository.run_expect([0], f"cp -p {segment} /root/segment.bak")
+    try:
+        repository.run_expect([0], f"printf 'x' | dd of={segment} bs=1 seek=100 conv=notrunc status=none")
+        result = repository.run(f"{AS_REPOSITORY} pgbackrest --stanza={STANZA} --log-level-console=info "
+                                "verify")
+        output = result.stdout + result.stderr
+        assert result.rc != 0, output
+        if "invalid" in result.stdout:
+            assert segment.rsplit("/", 1)[1][:24] in result.stdout, output
+        else:
+            assert "corruption" in output.lower(), output
+    finally:
+        repository.run_expect([0], f"cp -p /root/segment.bak {segment} && rm /root/segment.bak")
+
+
+def test_backup_units_are_sandboxed(repository, inventory, lab_host):
+    """systemd-analyze security rates the backup units better than "UNSAFE"."""
+    redis_host = lab_host(inventory["groups"]["redis"][0])
+    for host, unit in ((repository, "synspirit-backup@full.service"),
+                       (redis_host, "synspirit-redis-snapshot.service")):
+        out = host.check_output(f"systemd-analyze security {unit} --no-pager | tail -1")
+        score = float(re.search(r"exposure level.*?:\s*([\d.]+)", out).group(1))
+        assert score < 9.0, (unit, out)
+
+
+def test_the_redis_master_sends_an_encrypted_snapshot(inventory, lab_host, repository):
+    """synspirit-redis-snapshot on every Redis host: the master's snapshot reaches the repository
+    host encrypted, and decrypted it holds what Redis held."""
+    redis_url = app_env(lab_host(inventory["groups"]["web"][0]))["REDIS_URL"]
+    hosts = {name: lab_host(name) for name in inventory["groups"]["redis"]}
+    masters = [n for n, h in hosts.items()
+               if "role:master" in h.check_output("REDISCLI_AUTH=$(sed -n 's/^REDISCLI_AUTH=//p' "
+                                                  "/etc/default/synspirit-redis-snapshot) redis-cli "
+                                                  "--no-auth-warning INFO replication")]
+    master = inventory["groups"]["redis"][0] if inventory["groups"]["redis"][0] in masters else masters[0]
+    key, value = f"snap{secrets.token_hex(3)}", secrets.token_hex(4)
+    login = redis_login(redis_url)
+    assert redis(hosts[master], "127.0.0.1", 6379, login, ["SET", key, value])[1] == "OK"
+    before = {s["file"] for s in info(repository)["redis_snapshots"]}
+    try:
+        for host in hosts.values():
+            host.run_expect([0], "systemctl start synspirit-redis-snapshot.service")
+        new = [s for s in info(repository)["redis_snapshots"] if s["file"] not in before]
+        assert f"-{master}.rdb.enc" in " ".join(s["file"] for s in new), new
+        stored = f"/var/lib/synspirit-backup/redis/{[s['file'] for s in new if master in s['file']][0]}"
+        assert repository.check_output(f"head -c 8 {stored}") == "Salted__"
+        assert repository.run(f"grep -c {value} {stored}").stdout.strip() == "0"
+        repository.run_expect([0], "synspirit-backup redis-snapshot --to /root/check.rdb")
+        repository.run_expect([0], "redis-check-rdb /root/check.rdb")
+        assert repository.run(f"grep -c {value} /root/check.rdb").stdout.strip() != "0"
+    finally:
+        repository.run("rm -f /root/check.rdb")
+        redis(hosts[master], "127.0.0.1", 6379, login, ["DEL", key])
+
+
+def test_the_snapshot_key_can_do_nothing_else(inventory, lab_host, repository):
+    """A Redis host's key runs only `synspirit-backup receive-redis` on the repository host: asked
+    for a shell command, it runs none (and an empty "snapshot" is refused, nothing stored)."""
+    host = lab_host(inventory["groups"]["redis"][0])
+    address = inventory["addresses"][inventory["groups"]["backup"][0]]
+    before = info(repository)["redis_snapshots"]
+    result = host.run(f"ssh -i /etc/synspirit-backup/id_ed25519 -o BatchMode=yes "
+                      f"-o UserKnownHostsFile=/etc/synspirit-backup/known_hosts pgbackrest@{address} "
+                      "'id; touch /var/lib/pgbackrest/owned' </dev/null")
     assert result.rc != 0
-    assert "no_such_database" in result.stderr
-    assert host.check_output(f"ls -A {scratch}") == ""
+    assert "uid=" not in result.stdout
+    assert not repository.file("/var/lib/pgbackrest/owned").exists
+    assert info(repository)["redis_snapshots"] == before
 
 
-def test_only_the_newest_backups_are_kept(host, scratch):
-    """With BACKUP_KEEP=2, a third backup removes the oldest one."""
-    made = []
-    for _ in range(3):
-        host.run_expect([0], "sleep 1")  # backups are named by the second
-        result = run_backup(host, scratch, 2, "synspirit")
-        assert result.rc == 0, result.stderr
-        made.append(backups(host, scratch)[-1])
-    assert backups(host, scratch) == made[1:]
+def test_backup_runs_wait_for_each_other(repository):
+    """Two backups at once: the second fails on pgBackRest's lock instead of running beside the
+    first (each unit has its own /tmp; the lock lives in /var/spool/pgbackrest/lock)."""
+    first = repository.run("systemctl start --no-block synspirit-backup@incr.service && sleep 2 && "
+                           "synspirit-backup run incr")
+    state = "systemctl show -P ActiveState synspirit-backup@incr.service"
+    wait_until(lambda: repository.check_output(state) in ("inactive", "failed"), 300, interval=2)
+    assert first.rc != 0, first.stdout
+    assert "lock" in (first.stdout + first.stderr).lower(), first.stdout + first.stderr
+    assert repository.check_output("systemctl show -P Result synspirit-backup@incr.service") == "success"
+
+
+def test_archiving_follows_a_switchover(inventory, lab_host, repository):
+    """After `patronictl switchover` the new primary archives (its pg_stat_archiver counts a
+    segment that reaches the repository on the new timeline) and the former primary, now a
+    replica, archives nothing more: one writer to the stanza, whichever member leads."""
+    first = lab_host(inventory["groups"]["postgresql"][0])
+    rows = patroni(first)
+    old = next(m["Member"] for m in rows if m["Role"] == "Leader")
+    new = next(m["Member"] for m in rows if m["Role"] == "Sync Standby")
+    timeline = int(next(m["TL"] for m in rows if m["Role"] == "Leader"))
+    first.run_expect([0], f"patronictl -c /etc/patroni/config.yml switchover --leader {old} "
+                          f"--candidate {new} --force")
+
+    def settled():
+        now = patroni(first)
+        roles = {m["Member"]: m["Role"] for m in now}
+        return (roles.get(new) == "Leader" and "Sync Standby" in roles.values()
+                and all(m["State"] in ("running", "streaming") for m in now))
+    assert wait_until(settled, 120, interval=2), patroni(first)
+
+    old_host, new_host = lab_host(old), lab_host(new)
+    old_count = int(sql(old_host, "SELECT archived_count FROM pg_stat_archiver"))
+    new_count = int(sql(new_host, "SELECT archived_count FROM pg_stat_archiver"))
+    repository.run_expect([0], "synspirit-backup check")  # a WAL switch on the primary, archived
+    assert int(sql(new_host, "SELECT archived_count FROM pg_stat_archiver")) > new_count
+    newest = pgbackrest_info(repository)["archive"][-1]["max"]
+    assert int(newest[:8], 16) > timeline, newest
+    segment = sql(new_host, "SELECT last_archived_wal FROM pg_stat_archiver")
+    assert int(segment[:8], 16) > timeline, segment
+    assert int(sql(old_host, "SELECT archived_count FROM pg_stat_archiver")) == old_count
+    assert sql(old_host, "SELECT pg_is_in_recovery()") == "t"

@@ -3,7 +3,7 @@ keeps logging into the new file after a rotation."""
 import secrets
 
 import yaml
-from conftest import LB_URL, REPO, lab_session, wait_until
+from conftest import REPO, address_of, lab_session, wait_until
 
 testinfra_hosts = ["ansible://lb"]
 
@@ -31,12 +31,14 @@ def test_logrotate_reads_the_roles_retention(host):
 
 def test_nginx_logs_into_a_fresh_file_after_a_rotation(host):
     """After a forced rotation, a new request lands in the new access.log, not in access.log.1."""
+    # This host's own address: the floating address reaches only the lb host holding it.
+    url = f"https://{address_of(host)}"
     session = lab_session()
-    session.get(f"{LB_URL}/healthz?before-rotation", timeout=10)
+    session.get(f"{url}/healthz?before-rotation", timeout=10)
     host.run_expect([0], "logrotate --force /etc/logrotate.d/nginx")
     assert host.file("/var/log/nginx/access.log.1").exists
     marker = f"after-rotation-{secrets.token_hex(6)}"
-    assert session.get(f"{LB_URL}/healthz?{marker}", timeout=10).status_code == 200
+    assert session.get(f"{url}/healthz?{marker}", timeout=10).status_code == 200
 
     def logged():
         return marker in host.check_output("cat /var/log/nginx/access.log")

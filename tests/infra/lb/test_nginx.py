@@ -112,3 +112,16 @@ def test_holds_thousands_of_websockets_at_once(host):
     workers' connection limit is raised from Debian's 768, which would cut them off at ~770."""
     upgraded, failures = asyncio.run(_open_websockets(address_of(host), WEBSOCKETS_HELD))
     assert upgraded == WEBSOCKETS_HELD, failures
+
+
+def test_a_forwarded_host_sent_by_the_client_is_replaced():
+    """nginx sets X-Forwarded-Host itself (the app trusts it, with the Host, for Socket.IO's
+    same-origin check): a client naming a foreign site there cannot make that site's Origin
+    look like our own. Control: the site's own Origin is accepted."""
+    polling = LB_URL + "/socket.io/?EIO=4&transport=polling"
+    session = lab_session()
+    foreign = session.get(polling, timeout=10, headers={
+        "Origin": "https://evil.example", "X-Forwarded-Host": "evil.example"})
+    assert foreign.status_code == 400, foreign.text
+    own = session.get(polling, timeout=10, headers={"Origin": LB_URL})
+    assert own.status_code == 200 and own.text.startswith("0{"), own.text

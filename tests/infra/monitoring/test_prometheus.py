@@ -5,7 +5,7 @@ import base64
 from pathlib import Path
 
 import pytest
-from conftest import address_of, listening_addresses, wait_until, web_ports
+from conftest import address_of, listening_addresses, wait_until, web_ports, worker_hosts
 from monitoring_api import ALERTMANAGER_PORT, PROMETHEUS_PORT, deployment, prometheus_of
 
 testinfra_hosts = ["ansible://monitoring"]
@@ -63,10 +63,14 @@ def expected_targets(inventory, lab_host) -> dict[str, set[str]]:
         "alertmanager": {f"{mon}:{ALERTMANAGER_PORT}"},
         "node": {f"{address[h]}:{exporters['node']}" for h in hosts},
         "postgresql": {f"{address[h]}:{exporters['postgresql']}" for h in groups["postgresql"]},
+        "patroni": {f"{address[h]}:{d['synspirit_patroni_port']}" for h in groups["postgresql"]},
+        "etcd": {f"{address[h]}:{d['synspirit_etcd_ports']['metrics']}" for h in groups.get("etcd", [])},
         "redis": {f"{address[h]}:{exporters['redis']}" for h in groups["redis"]},
+        "redis-sentinel": {f"{address[h]}:{exporters['redis']}" for h in groups["redis"]},
         "nginx": {f"{address[h]}:{exporters['nginx']}" for h in groups["lb"]},
         "synspirit-web": {f"{address[h]}:{p}" for h in groups["web"] for p in web_ports(lab_host(h))},
-        "synspirit-worker": {f"{address[h]}:{p}" for h in groups["web"] for p in workers.values()},
+        "synspirit-worker": {f"{address[h]}:{p}" for h in worker_hosts(inventory)
+                             for p in workers.values()},
     }
 
 
@@ -133,3 +137,27 @@ def test_web_instances_report_their_requests(inventory):
         return instances and found >= instances
 
     assert wait_until(reported, timeout=30, interval=2), instances
+
+
+def test_every_sentinel_reports_a_healthy_master(inventory):
+    """Each redis host's Sentinel is scraped and sees the master healthy (the no-master alert's series)."""
+    prometheus = prometheus_of(inventory)
+
+    def reported():
+        result = prometheus.query('redis_sentinel_master_status{master_name="synspirit"}')
+        hosts = {r["metric"]["host"] for r in result if r["value"][1] == "1"}
+        return hosts == set(inventory["groups"]["redis"])
+
+    assert wait_until(reported, timeout=60, interval=2), prometheus.query("redis_sentinel_master_status")
+
+
+def test_exactly_one_lb_host_reports_holding_the_floating_address(inventory):
+    """keepalived's report through the node exporter: one lb host holds the address."""
+    prometheus = prometheus_of(inventory)
+
+    def reported():
+        result = prometheus.query("synspirit_floating_address_held")
+        return ({r["metric"]["host"] for r in result} == set(inventory["groups"]["lb"])
+                and sum(float(r["value"][1]) for r in result) == 1)
+
+    assert wait_until(reported, timeout=60, interval=2), prometheus.query("synspirit_floating_address_held")

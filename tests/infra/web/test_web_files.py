@@ -1,12 +1,13 @@
-"""Web hosts: the service user, the virtualenv, unit files and configuration, owners and modes."""
+"""Application hosts (web and worker): the service user, the virtualenv, unit files and
+configuration, owners and modes."""
 import hashlib
 import json
 import re
 
 import pytest
-from conftest import REPO, web_ports
+from conftest import REPO, runs_unit, web_ports
 
-testinfra_hosts = ["ansible://web"]
+testinfra_hosts = ["ansible://web", "ansible://worker"]
 
 UNIT_FILES = ["synspirit-web@.service", "synspirit-worker@.service", "synspirit-beat.service",
               "synspirit.target"]
@@ -64,11 +65,25 @@ def test_env_files_are_readable_only_by_root_and_the_service_user(host):
         assert (f.user, f.group, f.mode) == ("root", "synspirit", 0o640), name
 
 
+@pytest.mark.parametrize("name, variable", [
+    ("LOGIN_RATE_LIMIT", "synspirit_login_rate_limit"),
+    ("REGISTER_RATE_LIMIT", "synspirit_register_rate_limit"),
+    ("WRITE_RATE_LIMIT", "synspirit_write_rate_limit"),
+])
+def test_rate_limits_of_the_inventory_reach_the_environment(host, name, variable):
+    """A rate limit the inventory sets is in synspirit.env; one it leaves empty is not written
+    (the application's default applies)."""
+    wanted = host.ansible.get_variables().get(variable, "")
+    env = host.check_output("cat /etc/synspirit/synspirit.env").splitlines()
+    written = [line.partition("=")[2] for line in env if line.startswith(f"{name}=")]
+    assert written == ([wanted] if wanted else [])
+
+
 @pytest.mark.parametrize("unit", UNIT_FILES)
-def test_unit_files_are_installed_as_they_are_in_the_repository(host, unit):
+def test_unit_files_are_installed_as_they_are_in_the_repository(host, inventory, unit):
     """The unit systemd loads is the repository's file, byte for byte, root-owned 0644."""
-    if unit == "synspirit-beat.service" and "beat" not in host.ansible.get_variables()["group_names"]:
-        pytest.skip("beat is installed on the beat host only")
+    if not runs_unit(inventory, host, unit):
+        pytest.skip(f"the inventory puts no {unit} on this host")
     instance = {"synspirit-web@.service": f"synspirit-web@{web_ports(host)[0]}.service",
                 "synspirit-worker@.service": "synspirit-worker@io.service"}.get(unit, unit)
     path = host.check_output(f"systemctl show -p FragmentPath --value {instance}")

@@ -1,8 +1,8 @@
-"""Web hosts: systemd brings a killed service back within seconds."""
+"""Application hosts (web and worker): systemd brings a killed service back within seconds."""
 import pytest
-from conftest import wait_until
+from conftest import runs_unit, wait_until
 
-testinfra_hosts = ["ansible://web"]
+testinfra_hosts = ["ansible://web", "ansible://worker"]
 
 RESTART_WITHIN = 15  # seconds
 
@@ -13,10 +13,10 @@ def main_pid(host, unit) -> int:
 
 @pytest.mark.parametrize("unit", ["synspirit-web@8000", "synspirit-worker@io",
                                   "synspirit-worker@cpu", "synspirit-beat"])
-def test_killed_service_is_restarted(host, unit):
+def test_killed_service_is_restarted(host, inventory, unit):
     """kill -9 of the main process is followed by a new main process, active again."""
-    if unit == "synspirit-beat" and "beat" not in host.ansible.get_variables()["group_names"]:
-        pytest.skip("beat runs on the beat host only")
+    if not runs_unit(inventory, host, unit):
+        pytest.skip(f"the inventory puts no {unit} on this host")
     before = main_pid(host, unit)
     assert before > 0
     host.run_expect([0], f"kill -9 {before}")

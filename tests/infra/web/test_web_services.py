@@ -1,10 +1,8 @@
-"""Web hosts: the application's services run, are enabled, and listen where they should."""
-import pytest
+"""Web hosts: the application's services run, are enabled, and listen where they should
+(their Celery workers: tests/infra/worker/)."""
 from conftest import address_of, listening_addresses, web_ports
 
 testinfra_hosts = ["ansible://web"]
-
-WORKERS = ["synspirit-worker@io", "synspirit-worker@cpu"]
 
 
 def test_one_web_instance_per_core_runs_and_is_enabled(host):
@@ -23,16 +21,8 @@ def test_no_web_instance_beyond_the_core_count(host):
     assert ports == web_ports(host)
 
 
-@pytest.mark.parametrize("unit", WORKERS)
-def test_workers_run_and_are_enabled(host, unit):
-    """The io (gevent) and cpu (prefork) Celery workers run and start at boot."""
-    service = host.service(unit)
-    assert service.is_running
-    assert service.is_enabled
-
-
-def test_beat_runs_only_on_the_beat_host(host):
-    """synspirit-beat runs (and is enabled) on the beat host and nowhere else."""
+def test_beat_runs_only_on_the_beat_hosts(host):
+    """synspirit-beat runs (and is enabled) on the beat hosts and nowhere else."""
     beat = host.service("synspirit-beat")
     if "beat" in host.ansible.get_variables()["group_names"]:
         assert beat.is_running and beat.is_enabled
@@ -74,8 +64,7 @@ def test_each_web_instance_is_ready(host):
 
 
 def test_services_run_as_the_service_user(host):
-    """Every application process runs as the unprivileged synspirit user."""
-    units = [f"synspirit-web@{port}" for port in web_ports(host)] + WORKERS
-    for unit in units:
+    """Every web instance runs as the unprivileged synspirit user."""
+    for unit in [f"synspirit-web@{port}" for port in web_ports(host)]:
         pid = host.check_output(f"systemctl show -p MainPID --value {unit}")
         assert host.check_output(f"ps -o user= -p {pid}") == "synspirit", unit

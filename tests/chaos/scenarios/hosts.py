@@ -1,0 +1,68 @@
+"""Whole hosts away: a web host powered off and booted, the data host's network cut."""
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+
+from accounting import ALLOWED_OUTAGE, Run
+from labhosts import DATA, LAB_ID, LB, WEB, instances_ready, lab_sh, served_by, ssh, units_active, wait_for
+from load import session
+
+
+def s_poweroff_web() -> list[dict]:
+    host = WEB[-1]
+    with Run(f"power-off + boot {host}") as run:
+        lab_sh("poweroff", host)
+        t_off = time.monotonic()
+        time.sleep(15)
+        during = dict(run.load.stats.failed)
+        lab_sh("boot", host)
+        t_boot = time.monotonic()
+        back = wait_for(lambda: units_active(host) and
+                        ssh(host, "systemctl is-system-running", check=False).strip() == "running", 120, 1)
+        recovery = time.monotonic() - t_boot
+        run.checks[f"every service back on {host} by itself"] = bool(back)
+        run.notes.append(f"off {t_boot - t_off:.0f} s; failures while off {during}; "
+                         f"units active {recovery:.1f} s after boot")
+        # nginx marks a server failed for fail_timeout (10 s) and then tries it again
+        routed = wait_for(lambda: served_by(host), 30, 1)
+        run.checks[f"nginx routes to {host} again"] = bool(routed)
+        return [run.finish(recovery, allowed=set())]
+
+
+def s_network_cut() -> list[dict]:
+    veth = f"vb-{'l' + LAB_ID if LAB_ID != '0' else ''}{DATA}"
+    with Run("network cut web<->data1 10 s") as run:
+        readyz: list[tuple[float, int]] = []
+        stop = threading.Event()
+
+        def probe():
+            s = session()
+            while not stop.is_set():
+                try:
+                    code = s.get(f"{LB}/readyz", timeout=15).status_code
+                except Exception:  # noqa: BLE001
+                    code = 0
+                readyz.append((time.monotonic(), code))
+                time.sleep(0.5)
+
+        th = threading.Thread(target=probe, daemon=True)
+        th.start()
+        subprocess.run(["ip", "link", "set", veth, "down"], check=True)
+        t_cut = time.monotonic()
+        try:
+            time.sleep(10)
+        finally:
+            subprocess.run(["ip", "link", "set", veth, "up"], check=True)
+        t_up = time.monotonic()
+        back = wait_for(lambda: any(t > t_up and c == 200 for t, c in readyz), 60, 0.2)
+        recovery = (min(t for t, c in readyz if t > t_up and c == 200) - t_up) if back else None
+        stop.set()
+        th.join(10)
+        run.checks["/readyz went 503 during the cut"] = any(t_cut < t < t_up and c == 503 for t, c in readyz)
+        run.checks["/readyz 200 again"] = bool(back)
+        run.notes.append(f"link {veth} down {t_up - t_cut:.1f} s")
+        ready = wait_for(instances_ready, 60, 1)
+        run.checks["every web instance ready again"] = bool(ready)
+        return [run.finish(recovery, allowed=ALLOWED_OUTAGE)]
