@@ -208,8 +208,10 @@ def test_twenty_slow_queries_share_one_gevent_worker(api, db):
         db.execute(text("DROP TRIGGER IF EXISTS slow_probe ON posts"))
         db.commit()
     assert codes == [200] * 20
-    # Serially (a blocking driver) the waits alone would take 20 x 0.2 = 4 s.
-    assert elapsed < 1.5, f"20 x 0.2 s took {elapsed:.2f} s: the driver blocks the event loop"
+    # Serially (a blocking driver) the waits alone take 20 x 0.2 = 4 s however fast the machine;
+    # overlapped they take ~0.2 s plus the requests' own work, which a loaded 2-core machine
+    # stretches to 1-2 s (seen in CI): 3 s still tells the two apart.
+    assert elapsed < 3.0, f"20 x 0.2 s took {elapsed:.2f} s: the driver blocks the event loop"
 
 
 def _send(stack_env, task_name: str, queue: str) -> None:

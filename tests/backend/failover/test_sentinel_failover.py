@@ -7,8 +7,9 @@ then fails, once with kill -9 (its connections reset: a crash) and once with SIG
 connections open and silent: a host that lost power or its network). Without restarting
 anything, /readyz must answer 200 again, likes, comments and views be counted, the io and cpu
 workers run new tasks, beat's tasks arrive, Socket.IO subscribers get the emits and the login
-rate limit apply, each within FOLLOW_BOUND seconds of the Sentinels' promotion of a replica
-(itself within PROMOTE_BOUND of the failure; docs/reliability.md). A third
+rate limit apply, each within FOLLOW_BOUND seconds of the moment every live Sentinel names the
+new master (the first within PROMOTE_BOUND of the failure, the last within AGREE_BOUND;
+docs/reliability.md). A third
 failure is a whole host gone (the lab's `crash-redis`): the first master runs in a network
 namespace of its own, on a bridge like a lab host, and is SIGKILLed with its link removed, so
 nothing answers at its address any more (its connections closed, connects time out or find
@@ -49,10 +50,25 @@ DOWN_AFTER_MS = 3000
 # promotion (the part SynSpirit's code controls; one bound from the failure made a slow election
 # fail the clients' check: CI saw 15.2 s with the bound at 15).
 PROMOTE_BOUND = 10.0
-FOLLOW_BOUND = 10.0
+# After a SIGSTOP the workers' broker connections hang until their 3 s socket timeout, then
+# reconnect on BrokerConnection's steps (1, 2, then every 3 s): tasks ran 6-8.3 s after the
+# promotion in quiet runs.
+FOLLOW_BOUND = 12.0
+# The Sentinel that led a failover names the new master only when the failover ends: after it
+# has repointed every replica it knows, or after failover-timeout when one of them is gone (the
+# first master, a vanished host, is such a replica from the second failover on). Until then the
+# clients that ask it may be handed the old master: in 2 of 4 whole-suite runs (CI included) the
+# clients followed only then, 14.2 s after the kill -9, 0.2-1.8 s after that Sentinel switched,
+# 10 s after the first one did. So FOLLOW_BOUND counts from the moment every live Sentinel
+# names the new master, and that moment itself is bounded by the failover-timeout.
+FAILOVER_TIMEOUT = 10.0
+AGREE_BOUND = PROMOTE_BOUND + FAILOVER_TIMEOUT
 # Beat sends flush-views every 10 s: its first send after the promotion may come 10 s later.
+# A view's own flush task is sent once per buffer (coalesced): when that send went to the
+# failing master, the view waits for beat's flush too (views 14.8 s after a SIGSTOP, seen).
 BEAT_FOLLOW_BOUND = FOLLOW_BOUND + 10
-GIVE_UP = PROMOTE_BOUND + BEAT_FOLLOW_BOUND + 5  # a check that fails is given up after this long
+BEAT_BOUND_CHECKS = ("task from beat ran", "view counted")
+GIVE_UP = AGREE_BOUND + BEAT_FOLLOW_BOUND + 5  # a check that fails is given up after this long
 # Seconds a task that runs when the master fails is held (on a row lock) after the failure.
 HOLD = 6
 
@@ -241,7 +257,7 @@ class RedisSet:
                 f"sentinel monitor {MASTER_NAME} {self.address(master)} {master} 2",
                 f"sentinel auth-pass {MASTER_NAME} {self.password}",
                 f"sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}",
-                f"sentinel failover-timeout {MASTER_NAME} 10000",
+                f"sentinel failover-timeout {MASTER_NAME} {int(FAILOVER_TIMEOUT * 1000)}",
             ], binary="/usr/bin/redis-sentinel", on_host=on_host)
             self.sentinels.append(port)
 
@@ -253,6 +269,11 @@ class RedisSet:
     def master(self) -> int:
         """The master's port, as the first Sentinel says."""
         return self.client(self.sentinels[0]).sentinel_get_master_addr_by_name(MASTER_NAME)[1]
+
+    def masters(self) -> set[int]:
+        """The master's port as each live Sentinel says (one port once they agree)."""
+        return {self.client(port).sentinel_get_master_addr_by_name(MASTER_NAME)[1]
+                for port in set(self.sentinels) - self.gone}
 
     def replica(self) -> int:
         """A replica in sync with the current master and seen by every Sentinel (the Sentinels
@@ -468,6 +489,9 @@ def test_every_client_follows_the_new_master_without_a_restart(how, redis_set, s
         def promoted() -> bool:
             return redis_set.master() != old_master
 
+        def agreed() -> bool:
+            return old_master not in redis_set.masters()
+
         def ready() -> bool:
             return requests.get(base + "/readyz", timeout=10).status_code == 200
 
@@ -517,7 +541,7 @@ def test_every_client_follows_the_new_master_without_a_restart(how, redis_set, s
             return any(f"[{task_id}] succeeded" in _log(procs, "sentinel-io")
                        for task_id in sent)
 
-        checks = {"replica promoted": promoted, "/readyz 200": ready,
+        checks = {"replica promoted": promoted, "Sentinels agree": agreed, "/readyz 200": ready,
                   "like counted (io worker)": like_counted, "Socket.IO emit": emit_received,
                   "view counted": view_counted, "comment counted": comment_counted,
                   "article rendered (cpu worker)": article_rendered,
@@ -554,11 +578,16 @@ def test_every_client_follows_the_new_master_without_a_restart(how, redis_set, s
         promoted_after = took.pop("replica promoted")
         assert promoted_after is not None and promoted_after <= PROMOTE_BOUND, (
             f"no replica promoted within {PROMOTE_BOUND} s of the {how} (all: {took})")
+        agreed_after = took.pop("Sentinels agree")
+        assert agreed_after is not None and agreed_after <= AGREE_BOUND, (
+            f"the Sentinels did not all name the new master within {AGREE_BOUND} s of the "
+            f"{how} (all: {took})")
         late = {what: t for what, t in took.items()
-                if t is None or t - promoted_after > (
-                    BEAT_FOLLOW_BOUND if what == "task from beat ran" else FOLLOW_BOUND)}
-        assert not late, (f"not within {FOLLOW_BOUND} s of the promotion ({promoted_after} s "
-                          f"after the {how}): {late} (all: {took})")
+                if t is None or t - agreed_after > (
+                    BEAT_FOLLOW_BOUND if what in BEAT_BOUND_CHECKS else FOLLOW_BOUND)}
+        assert not late, (f"not within {FOLLOW_BOUND} s of the Sentinels' agreement "
+                          f"({agreed_after} s after the {how}, the first promotion after "
+                          f"{promoted_after} s): {late} (all: {took})")
         # The task that was running: finished, or retried (after a SIGSTOP its Redis calls time
         # out and it is retried with backoff: ~30 s), not lost.
         _wait(lambda: _column(_db_engine, "articles", "likes_count", held["id"]) == 1, 60,

@@ -10,11 +10,10 @@ write_inventory() {
         group web '^web'
         group worker '^worker'
         group postgresql '^data'
-        echo "# etcd, Patroni's consensus store, on the PostgreSQL hosts"
-        echo "[etcd:children]"
-        echo "postgresql"
-        echo
-        group redis '^data'
+        echo "# etcd (Patroni's consensus store: an odd count) and Redis with its Sentinels on the first"
+        echo "# three data hosts; a fourth (LAB_DATA_HOSTS=4) is a PostgreSQL member only"
+        group etcd '^data[123]$'
+        group redis '^data[123]$'
         echo "# beat on the first two web hosts: one sends, the other takes over if its host dies"
         group beat '^web[12]$'
         group monitoring '^mon'

@@ -56,16 +56,17 @@ wipe_host() {
     rm -rf "$dir/upper" "$dir/work"
 }
 
-# LAB_WEB_HOSTS or LAB_WORKER_HOSTS smaller than what runs: the hosts beyond it go away.
+# LAB_WEB_HOSTS, LAB_WORKER_HOSTS or LAB_DATA_HOSTS smaller than what runs: the hosts beyond it
+# go away (a data host's Patroni and etcd members are not removed from the cluster: lab use only).
 remove_extra_hosts() {
     local dir name extra=()
     shopt -s nullglob
-    for dir in "$HOSTS_DIR"/web* "$HOSTS_DIR"/worker*; do
+    for dir in "$HOSTS_DIR"/web* "$HOSTS_DIR"/worker* "$HOSTS_DIR"/data*; do
         name=$(basename "$dir")
         [[ -n $(host_addr "$name") ]] || extra+=("$name")
     done
     ((${#extra[@]})) || return 0
-    say "LAB_WEB_HOSTS=$(web_count) LAB_WORKER_HOSTS=$(worker_count): removing ${extra[*]}"
+    say "LAB_WEB_HOSTS=$(web_count) LAB_WORKER_HOSTS=$(worker_count) LAB_DATA_HOSTS=$(data_count): removing ${extra[*]}"
     stop_hosts "${extra[@]}"
     wait_hosts_gone "${extra[@]}"
     for name in "${extra[@]}"; do

@@ -31,8 +31,9 @@ die()  { printf '[lab] ERROR: %s\n' "$*" >&2; exit 1; }
 need_root() { [[ $EUID -eq 0 ]] || die "run as root (systemd-nspawn, bridges)"; }
 
 # One line per host: NAME ADDRESS. Two load balancers beside the floating address .9
-# (keepalived), web host N at .1N (contract, so at most 9), three data hosts, one monitoring host,
-# worker host N (LAB_WORKER_HOSTS, none by default) at .4N.
+# (keepalived), web host N at .1N (contract, so at most 9), data host N at .2(N-1) (three by
+# default, LAB_DATA_HOSTS up to 9), one monitoring host, worker host N (LAB_WORKER_HOSTS, none by
+# default) at .4N.
 # How many hosts of a kind: LAB_<KIND>_HOSTS if set, else as many as the lab has, at least MIN.
 host_count() {  # KIND MIN
     local var=LAB_${1^^}_HOSTS n=0 d
@@ -42,19 +43,20 @@ host_count() {  # KIND MIN
 }
 web_count() { host_count web 2; }
 worker_count() { host_count worker 0; }
+data_count() { host_count data 3; }
 topology() {
-    local n w i
+    local n w d i
     n=$(web_count)
     w=$(worker_count)
+    d=$(data_count)
     [[ $n =~ ^[1-9]$ ]] || die "LAB_WEB_HOSTS must be 1..9 (web N is $NET.1N), got '$n'"
     [[ $w =~ ^[0-9]$ ]] || die "LAB_WORKER_HOSTS must be 0..9 (worker N is $NET.4N), got '$w'"
+    [[ $d =~ ^[3-9]$ ]] || die "LAB_DATA_HOSTS must be 3..9 (etcd and Redis need data1..3), got '$d'"
     echo "lb1 $NET.10"
     echo "lb2 $NET.8"
     for ((i = 1; i <= n; i++)); do echo "web$i $NET.1$i"; done
     for ((i = 1; i <= w; i++)); do echo "worker$i $NET.4$i"; done
-    echo "data1 $NET.20"
-    echo "data2 $NET.21"
-    echo "data3 $NET.22"
+    for ((i = 1; i <= d; i++)); do echo "data$i $NET.2$((i - 1))"; done
     echo "mon1 $NET.30"
 }
 host_addr() { topology | awk -v h="$1" '$1 == h {print $2}'; }
