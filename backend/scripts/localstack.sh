@@ -105,6 +105,20 @@ _ls_psql() {  # superuser psql over the private socket, SQL on stdin
 
 # --- PostgreSQL ---------------------------------------------------------------------------
 
+# A folder at a predictable path in a world-writable place (/tmp, /var/tmp): another user may
+# have made it first, or planted a symlink there for `install -d -o` to chown its target.
+# Made with mkdir (which fails on anything already there), reused only when it is a real
+# folder of OWNER with mode 0700.
+_ls_private_dir() {  # DIR OWNER
+    local dir=$1 owner=$2
+    if mkdir -m 0700 "$dir" 2>/dev/null; then
+        chown -h "$owner:$owner" "$dir"
+        return 0
+    fi
+    [[ ! -L $dir && -d $dir && $(stat -c '%U %a' "$dir") == "$owner 700" ]] ||
+        ss_die "refusing $dir: it exists and is not a folder of $owner with mode 0700 (a symlink, or another user's); remove it if it is yours"
+}
+
 # Make sure the postgres user can reach LS_PGDATA; if it cannot traverse LS_DIR, put the
 # cluster (and its log) under /var/tmp and leave a symlink. Sets LS_PGLOG.
 _ls_pg_place() {
@@ -115,7 +129,9 @@ _ls_pg_place() {
             local alt
             alt="/var/tmp/synspirit-pg-$(printf '%s' "$LS_DIR" | sha256sum | cut -c1-12)"
             ss_log "the postgres user cannot traverse $LS_DIR; keeping PostgreSQL data in $alt (symlinked from $LS_PGDATA)"
-            install -d -o postgres -g postgres -m 0700 "$alt" "$alt/data"
+            _ls_private_dir "$alt" postgres
+            # inside a folder of postgres: made as postgres, so no link of its is followed by root
+            runuser -u postgres -- mkdir -p -m 0700 "$alt/data"
             ln -s "$alt/data" "$LS_PGDATA"
         fi
     fi
@@ -140,7 +156,7 @@ _ls_pg_start() {
     PG_SOCKDIR="$real"
     if ((${#PG_SOCKDIR} > 80)); then
         PG_SOCKDIR="/tmp/synspirit-pg-$(printf '%s' "$real" | sha256sum | cut -c1-12)"
-        install -d -o postgres -g postgres -m 0700 "$PG_SOCKDIR"
+        _ls_private_dir "$PG_SOCKDIR" postgres
     fi
     local fresh=0
     if [[ ! -f "$real/PG_VERSION" ]]; then
@@ -169,8 +185,13 @@ _ls_pg_start() {
     chown postgres:postgres "$real/synspirit.conf"
     grep -q "^include_if_exists = 'synspirit.conf'" "$real/postgresql.conf" \
         || echo "include_if_exists = 'synspirit.conf'" >>"$real/postgresql.conf"
-    touch "$LS_PGLOG"
-    chown postgres:postgres "$LS_PGLOG"
+    # the log is written by postgres, in a folder of postgres (/var/tmp) or of ours
+    if [[ $(stat -c %U "$(dirname "$LS_PGLOG")") == postgres ]]; then
+        runuser -u postgres -- touch "$LS_PGLOG"
+    else
+        touch "$LS_PGLOG"
+        chown -h postgres:postgres "$LS_PGLOG"
+    fi
     ss_log "starting PostgreSQL on 127.0.0.1:$PG_PORT (data $LS_PGDATA)"
     # Daemons must not inherit our lock (fd 9) nor the caller's stdout (a $(...) pipe).
     runuser -u postgres -- "$bin/pg_ctl" -D "$real" -l "$LS_PGLOG" -w -t 60 start \
