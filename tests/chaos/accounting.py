@@ -100,21 +100,20 @@ def verify(load: Load, started: float, view_window: int = 0, since: float = 0.0)
                for (k, t) in load.targets
                if {c: got.get((k, t), {}).get(c) for c in exp[(k, t)]} != exp[(k, t)]}
         # Views may be lost up to view_window (a scenario that allows it reports how many).
-        missing = sum(max(0, exp_views[t] - uncounted.get(t, 0) - views[t]) for t in load.targets)
-        return (not bad and missing <= view_window), bad, views
+        short = sum(max(0, exp_views[t] - uncounted.get(t, 0) - views[t]) for t in load.targets)
+        return (not bad and short <= view_window), bad, views, short
 
-    ok, bad, views = False, {}, {}
+    ok, bad, views, views_short = False, {}, {}, 0
     deadline = time.monotonic() + SETTLE_TIMEOUT
     while time.monotonic() < deadline:
         try:
-            ok, bad, views = consistent()
+            ok, bad, views, views_short = consistent()
         except Exception as e:  # noqa: BLE001 - the API may still be recovering
             bad = {"error": str(e)}
         if ok:
             break
         time.sleep(1)
-    if ok and view_window and any(views.get(t, 0) < exp_views[t] - uncounted.get(t, 0)
-                                  for t in load.targets):
+    if ok and views_short:
         # Settled with views missing is allowed here: the last of them may still be on their
         # way (beat's flush); count the lost ones after one more flush.
         time.sleep(VIEW_FLUSH_PERIOD + 5)

@@ -43,6 +43,16 @@ class API:
         assert resp.status_code == 201, resp.text
         return resp.json()
 
+    def items_with_comments(self, token: str) -> dict[str, int]:
+        """A post and an article by token's user, each with one comment of theirs: their ids
+        as {"post", "post_comment", "article", "article_comment"}."""
+        ids = {}
+        for kind in ("post", "article"):
+            ids[kind] = self.create(kind, token)["id"]
+            ids[f"{kind}_comment"] = self.post(f"/api/{kind}s/{ids[kind]}/comments", token=token,
+                                               json={"content": "c"}).json()["id"]
+        return ids
+
     def act(self, token: str, action: str, target_type: str, target_id: int, undo=False):
         return self.call("DELETE" if undo else "POST", "/api/actions", token=token,
                          json={"action": action, "target_type": target_type,

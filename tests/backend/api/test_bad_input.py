@@ -16,12 +16,7 @@ def world(server):
     api = API(server)
     _, owner = api.register("own")
     _, other = api.register("oth")
-    ids = {}
-    for kind in ("post", "article"):
-        ids[kind] = api.create(kind, owner)["id"]
-        ids[f"{kind}_comment"] = api.post(f"/api/{kind}s/{ids[kind]}/comments", token=owner,
-                                          json={"content": "c"}).json()["id"]
-    return {"api": api, "owner": owner, "other": other, "ids": ids}
+    return {"api": api, "owner": owner, "other": other, "ids": api.items_with_comments(owner)}
 
 
 def _cases():

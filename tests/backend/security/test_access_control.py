@@ -44,11 +44,7 @@ def _forge(secret: str, claims: dict, age: int = 0, **changes) -> str:
 def world(server, stack_env):
     api = API(server)
     owner, owner_token = api.register("acl")
-    ids = {}
-    for kind in ("post", "article"):
-        ids[kind] = api.create(kind, owner_token)["id"]
-        ids[f"{kind}_comment"] = api.post(f"/api/{kind}s/{ids[kind]}/comments", token=owner_token,
-                                          json={"content": "c"}).json()["id"]
+    ids = api.items_with_comments(owner_token)
     secret = stack_env["SECRET_KEY"]
     claims = URLSafeTimedSerializer(secret, salt="synspirit-auth").loads(owner_token)
     return {"api": api, "owner": owner, "owner_token": owner_token, "ids": ids, "secret": secret,
