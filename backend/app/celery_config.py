@@ -23,6 +23,7 @@ RETRY_KWARGS = {
         DBAPIError,
         redis.exceptions.ConnectionError,
         redis.exceptions.TimeoutError,
+        redis.exceptions.ReadOnlyError,  # a master just made a replica
         BrokerError,
         ConnectionError,
         TimeoutError,

@@ -78,16 +78,15 @@ class RedisLocation:
         return {"master_name": self.master, "sentinel_kwargs": self.sentinel_kwargs()}
 
     def limits_storage(self) -> tuple[str, dict]:
-        """Flask-Limiter's storage URI and options (limits' `redis+sentinel://` takes only the
-        master's name in its path, and its credentials unquoted: both go in the options)."""
+        """Flask-Limiter's storage URI and options. Behind Sentinels, the pool of the
+        application's own client (redis_connect.connect): the counters follow the same master
+        as everything else (a majority of the Sentinels, not the first that answers)."""
         if not self.sentinels:
             return self.url, {}
-        hosts = ",".join(_netloc(host, port) for host, port in self.sentinels)
-        return f"redis+sentinel://{hosts}/{self.master}", {
-            # Counters are written on the master: a replica's copy lags behind it.
-            "use_replicas": False, "db": self.db, **self.auth,
-            "socket_timeout": 3, "socket_connect_timeout": 3,
-            "sentinel_kwargs": self.sentinel_kwargs()}
+        from .redis_connect import connect
+
+        client = connect(self.url, socket_timeout=3, socket_connect_timeout=3)
+        return "redis://", {"connection_pool": client.connection_pool}
 
 
 def _netloc(host: str, port: int) -> str:

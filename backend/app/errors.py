@@ -34,9 +34,18 @@ def not_found(what: str = "resource") -> APIError:
 
 
 # A backing service away: answered with 503 (_unavailable). PoolTimeout: every pooled
-# PostgreSQL connection busy, back off.
+# PostgreSQL connection busy, back off. ReadOnlyError: a Redis master just made a replica.
 UNAVAILABLE = (OperationalError, PoolTimeout, redis.exceptions.ConnectionError,
-               redis.exceptions.TimeoutError, BrokerError)
+               redis.exceptions.TimeoutError, redis.exceptions.ReadOnlyError, BrokerError)
+
+
+def is_unavailable(e: BaseException | None) -> bool:
+    """An error that means "not now", not a bug: away, or a master that refuses writes
+    because no replica has acknowledged it lately (NOREPLICAS: min-replicas-to-write, the
+    Redis role; a master cut off from the other data hosts). redis-py has no class for it, and
+    names it inside a pipeline's error ("Command # 1 (...) of pipeline caused error: ...")."""
+    return isinstance(e, UNAVAILABLE) or (isinstance(e, redis.exceptions.ResponseError)
+                                          and "NOREPLICAS" in str(e))
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -55,7 +64,7 @@ def register_error_handlers(app: Flask) -> None:
         # its own: Flask wraps it in a 500. Flask-Limiter's rate limit headers read Redis
         # there; when the Redis master crashed mid-request the lab's chaos run got 500s
         # (2026-12-02): a backing service away is a 503, wherever it is found.
-        if isinstance(e, InternalServerError) and isinstance(e.original_exception, UNAVAILABLE):
+        if isinstance(e, InternalServerError) and is_unavailable(e.original_exception):
             return _unavailable(e.original_exception)
         code = (e.name or "error").lower().replace(" ", "_")
         resp, status = error_response(e.code or 500, code, e.description or e.name)
@@ -74,6 +83,12 @@ def register_error_handlers(app: Flask) -> None:
 
     for error in UNAVAILABLE:
         app.register_error_handler(error, _unavailable)
+
+    @app.errorhandler(redis.exceptions.ResponseError)
+    def _redis_error(e: redis.exceptions.ResponseError):
+        if is_unavailable(e):
+            return _unavailable(e)
+        return _unexpected(e)
 
     @app.errorhandler(DBAPIError)
     def _db_error(e: DBAPIError):

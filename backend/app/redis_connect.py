@@ -7,7 +7,13 @@ import time
 
 import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.sentinel import (
+    MasterNotFoundError,
+    Sentinel,
+    SentinelConnectionPool,
+    SentinelManagedConnection,
+)
 
 from .config import parse_redis_url
 
@@ -18,9 +24,47 @@ def connect(redis_url: str, **options) -> redis.Redis:
     if not location.sentinels:
         return redis.Redis.from_url(redis_url, **options)
     # Every connection asks the Sentinels where the master is when it connects.
-    return Sentinel(location.sentinels, sentinel_kwargs=location.sentinel_kwargs()).master_for(
+    sentinels = QuorumSentinel(location.sentinels, sentinel_kwargs=location.sentinel_kwargs())
+    return sentinels.master_for(
         location.master, connection_pool_class=MasterPool, connection_class=MasterConnection,
         db=location.db, **location.auth, **options)
+
+
+class QuorumSentinel(Sentinel):
+    """Believes a majority of the Sentinels, not the first that answers.
+
+    redis-py takes the first Sentinel's answer. A Sentinel on a host cut off from the others
+    (but not from the clients) goes on naming its own master while the others promote a
+    replica: clients that asked it first wrote views into a Redis that was made a replica, and
+    discarded them, when the cut ended (the lab's chaos run, 2026-12-02: 176 of 694 views).
+    A failover raises the master's config-epoch on the Sentinels that made it, a majority, so
+    any majority holds the newest: ask until a majority has answered, take the highest epoch.
+    With fewer answering (most Sentinels away) the best answer found is taken, as redis-py
+    would; the Redis role's min-replicas-to-write stops a master alone from taking writes.
+    The Sentinels that answered are asked first next time, the silent ones last."""
+
+    def discover_master(self, service_name):
+        majority = len(self.sentinels) // 2 + 1
+        answered, later, errors, best = [], [], [], None
+        for sentinel in self.sentinels:
+            if len(answered) >= majority:
+                later.append(sentinel)  # not asked
+                continue
+            try:
+                state = sentinel.sentinel_masters().get(service_name)
+            except (RedisConnectionError, RedisTimeoutError) as e:
+                errors.append(f"{sentinel} - {e!r}")
+                later.append(sentinel)
+                continue
+            answered.append(sentinel)
+            if state and self.check_master_state(state, service_name) and (
+                    best is None or state["config-epoch"] > best["config-epoch"]):
+                best = state
+        self.sentinels[:] = answered + later
+        if best is None:
+            raise MasterNotFoundError(f"No master found for {service_name!r}"
+                                      + (f" : {', '.join(errors)}" if errors else ""))
+        return best["ip"], best["port"]
 
 
 class MasterConnection(SentinelManagedConnection):

@@ -110,6 +110,30 @@ def redis_master(among: list[str] | None = None) -> str:
     raise RuntimeError(f"no Sentinel among {among or REDIS_HOSTS} names a master")
 
 
+def move_redis_master(to: str) -> None:
+    """Make `to` the Redis master (a planned SENTINEL FAILOVER), if it is not: the other
+    replicas get replica-priority 0 (never promoted) until it is done. Sentinel reads a
+    replica's priority from its INFO, every 10 s."""
+    if redis_master() == to:
+        return
+    others = [h for h in REDIS_HOSTS if h not in (to, redis_master())]
+    for host in others:
+        redis_cli("CONFIG", "SET", "replica-priority", "0", host=host)
+    try:
+        time.sleep(11)
+        redis_cli("SENTINEL", "FAILOVER", "synspirit", host=to, port=26379)
+        if not wait_for(lambda: all(redis_master([h]) == to for h in REDIS_HOSTS), 60, 0.5):
+            raise RuntimeError(f"SENTINEL FAILOVER did not make {to} the Redis master")
+        # Writes need a replica that acknowledges (min-replicas-to-write): one repointed.
+        if not wait_for(lambda: "connected_slaves:0" not in redis_cli("INFO", "replication",
+                                                                      host=to), 60, 0.5):
+            raise RuntimeError(f"no replica of {to} after the failover")
+    finally:
+        for host in others:
+            redis_cli("CONFIG", "SET", "replica-priority", "100", host=host)
+    log(f"moved the Redis master to {to}")
+
+
 def wait_unacked_gone(tags: set[str], timeout: float) -> set[str]:
     """Wait until none of tags is in Redis' `unacked` hash; return those still there."""
     deadline = time.monotonic() + timeout

@@ -100,11 +100,12 @@ def test_a_sentinel_url_names_the_sentinels_the_master_and_the_db(url, sentinels
     options = location.celery_transport_options()
     assert options["master_name"] == master
     assert options["sentinel_kwargs"].get("password") == password
-    # Flask-Limiter: the master's name in the path, the rest in the options, master only.
+    # Flask-Limiter: the application's own client's pool (the same master as every client).
     uri, storage = location.limits_storage()
-    assert uri.startswith("redis+sentinel://") and uri.endswith(f"/{master}")
-    assert (storage["db"], storage.get("password"), storage["use_replicas"]) == (db, password,
-                                                                                False)
+    pool = storage["connection_pool"]
+    assert (uri, pool.service_name, pool.connection_kwargs["db"]) == ("redis://", master, db)
+    assert [s.connection_pool.connection_kwargs["host"] for s in pool.sentinel_manager.sentinels
+            ] == [host for host, _ in sentinels]
 
 
 @pytest.mark.parametrize("url", [

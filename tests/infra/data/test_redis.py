@@ -1,4 +1,5 @@
-"""Redis on the data host: installed, running, bound to the private address, durable."""
+"""Redis on the data host: installed, running, bound to the private address, durable, and a
+master alone refuses writes."""
 import pytest
 from conftest import address_of, app_env, listening_addresses
 from probes import redis, redis_login
@@ -31,6 +32,9 @@ def test_redis_listens_on_the_private_address_only(host):
     ("appendonly", "yes"),
     ("appendfsync", "everysec"),
     ("maxmemory-policy", "noeviction"),
+    # A master alone (three redis hosts) refuses writes: chaos "pg-partition" checks the effect.
+    ("min-replicas-to-write", "1"),
+    ("min-replicas-max-lag", "3"),
 ])
 def test_redis_runs_with_the_durable_settings(host, lab_host, inventory, directive, value):
     """The running server has the durability settings (asked with the application's password)."""
