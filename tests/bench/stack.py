@@ -21,6 +21,7 @@ from pathlib import Path
 from bench.common import DB_NAME, PROFILES, WORKER_CONNECTIONS, BenchError, children, log, proc_cpu
 from testkit.localstack import LocalstackError, localstack
 from testkit.processes import BACKEND, VENV_BIN, WORKER_OPTIONS, Processes, free_port, web_command
+from testkit.waiting import wait_until
 
 
 class Stack:
@@ -153,29 +154,32 @@ class Stack:
                 Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
         log(f"stack up: {self.url} (gunicorn worker pid {self.web_pid})")
 
+    def wait_answer(self, answers, what: str, timeout: float) -> None:
+        """Until answers() is true, while everything started still runs."""
+        def probe():
+            self.check_alive()
+            return answers()
+
+        if not wait_until(probe, timeout, 0.3):
+            raise BenchError(f"{what} did not answer within {timeout} s")
+
     def wait_http(self, path: str, timeout: float) -> None:
         import requests
 
-        deadline = time.monotonic() + timeout
-        while True:
-            self.check_alive()
+        def ok() -> bool:
             with contextlib.suppress(requests.RequestException):
-                if requests.get(self.url + path, timeout=2).status_code == 200:
-                    return
-            if time.monotonic() > deadline:
-                raise BenchError(f"{path} did not answer within {timeout} s")
-            time.sleep(0.3)
+                return requests.get(self.url + path, timeout=2).status_code == 200
+            return False
+
+        self.wait_answer(ok, path, timeout)
 
     def wait_worker(self, node: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            self.check_alive()
+        def pong() -> bool:
             with contextlib.suppress(Exception):
-                if self.celery.control.ping(destination=[node], timeout=1):
-                    return
-            if time.monotonic() > deadline:
-                raise BenchError(f"celery worker {node} did not answer within {timeout} s")
-            time.sleep(0.3)
+                return bool(self.celery.control.ping(destination=[node], timeout=1))
+            return False
+
+        self.wait_answer(pong, f"celery worker {node}", timeout)
 
     def worker_pid(self, name: str) -> int:
         """The process doing the work: gunicorn's (only) worker; a gevent-pool celery worker
@@ -183,13 +187,10 @@ class Stack:
         master = self.procs.proc(name).pid
         if name != "web":
             return master
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            kids = children(master)
-            if kids:
-                return kids[0]
-            time.sleep(0.2)
-        raise BenchError(f"no worker process under {name} ({master})")
+        kids = wait_until(lambda: children(master), 30, 0.2)
+        if not kids:
+            raise BenchError(f"no worker process under {name} ({master})")
+        return kids[0]
 
     def teardown(self) -> None:
         self._stop_sampler.set()
@@ -248,12 +249,9 @@ class Stack:
         self.settle_tasks(30)
 
     def settle_tasks(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.redis.llen("io") == 0 and self.redis.llen("cpu") == 0 \
-                    and self.redis.hlen("unacked") == 0:
-                return
-            time.sleep(0.1)
+        """Until no task is queued or unacknowledged (at most `timeout` seconds)."""
+        wait_until(lambda: self.redis.llen("io") == 0 and self.redis.llen("cpu") == 0
+                   and self.redis.hlen("unacked") == 0, timeout, 0.1)
 
     # -- reading it back --
 
@@ -300,15 +298,13 @@ class Stack:
 
     def settle_views(self, timeout: float = 20.0) -> bool:
         """Wait until no view is buffered in Redis and no flush is running."""
-        time.sleep(0.5)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def settled() -> bool:
             buffered = sum(self.redis.hlen(f"synspirit:views:{k}") for k in ("post", "article"))
-            if buffered == 0 and self.redis.llen("synspirit:views:batches") == 0 \
-                    and not self.redis.exists("synspirit:views:flush-lock"):
-                return True
-            time.sleep(0.1)
-        return False
+            return buffered == 0 and self.redis.llen("synspirit:views:batches") == 0 \
+                and not self.redis.exists("synspirit:views:flush-lock")
+
+        time.sleep(0.5)
+        return bool(wait_until(settled, timeout, 0.1))
 
     def db_views(self) -> int:
         return int(self.sql("SELECT COALESCE(sum(views_count), 0) FROM posts"))
