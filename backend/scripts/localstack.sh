@@ -21,6 +21,17 @@
 # Layout: DATADIR/pg (PGDATA, owned by postgres; socket inside), DATADIR/redis,
 # DATADIR/logs, DATADIR/localstack.env (ports and passwords, mode 0600).
 
+# Why one file, not a PostgreSQL part and a Redis part sourced from here (judged when the long
+# scripts were split; start.sh `eval`s the exports, the test suites run it):
+# - the sections below (state, PostgreSQL, Redis, commands) share one state: _ls_paths and
+#   _ls_load set the LS_* paths and PG_*/REDIS_* ports and passwords that the PostgreSQL, Redis
+#   and command functions all read and set, and _ls_save writes back together; in three files
+#   that contract would have no one place;
+# - the Redis part is ~45 lines; what is long is PostgreSQL (~120, mostly where its data and
+#   socket may live when run as root), and a reader finds it under its `# --- PostgreSQL` line;
+# - the usage text is lines 2-22 of this very file (`sed -n '2,22p' "$0"` below), and sourcing
+#   this one path gives every ls_* function.
+
 _LS_HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source-path=SCRIPTDIR
 source "$_LS_HERE/common.sh"

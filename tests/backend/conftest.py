@@ -57,6 +57,7 @@ from testkit.processes import (
     tail,
     web_command,
 )
+from testkit.waiting import wait_until
 
 TESTDATA = BACKEND.parent / ".data" / "test"
 LOGS = TESTDATA / "logs"
@@ -186,19 +187,21 @@ def celery_workers(stack_env) -> dict[str, str]:
                          "-Q", "cpu", "-n", names["cpu"], *WORKER_OPTIONS,
                          "--loglevel=INFO"], stack_env)
     try:
-        deadline = time.monotonic() + 120
         waiting = set(names.values())
-        while waiting:
+
+        def all_answer() -> bool:
             for proc_name in ("celery-io", "celery-cpu"):
                 proc = _PROCS.proc(proc_name)
                 if proc.poll() is not None:
                     _PROCS.stop("celery-io" if proc_name == "celery-cpu" else "celery-cpu")
                     _fail_with_log(proc_name, f"{proc_name} exited ({proc.returncode}) while starting")
-            if time.monotonic() > deadline:
-                for proc_name in ("celery-io", "celery-cpu"):
-                    sys.stderr.write(f"--- {proc_name} ---\n{tail(_PROCS.log_of(proc_name))}\n")
-                pytest.fail(f"Celery workers did not answer a ping: {sorted(waiting)}", pytrace=False)
-            waiting -= celery_ping(stack_env["REDIS_URL"], sorted(waiting))
+            waiting.difference_update(celery_ping(stack_env["REDIS_URL"], sorted(waiting)))
+            return not waiting
+
+        if not wait_until(all_answer, 120, interval=0):  # each ping waits up to 1 s itself
+            for proc_name in ("celery-io", "celery-cpu"):
+                sys.stderr.write(f"--- {proc_name} ---\n{tail(_PROCS.log_of(proc_name))}\n")
+            pytest.fail(f"Celery workers did not answer a ping: {sorted(waiting)}", pytrace=False)
         yield names
     finally:
         _PROCS.stop("celery-io", "celery-cpu")
@@ -212,18 +215,17 @@ def beat(stack_env) -> None:
                                         "--loglevel=INFO"], stack_env)
     try:
         log = _PROCS.log_of("celery-beat")
-        deadline = time.monotonic() + 60
         start = log.stat().st_size if log.exists() else 0
-        while True:
+
+        def locked() -> bool:
             if proc.poll() is not None:
                 _fail_with_log("celery-beat", f"celery beat exited ({proc.returncode})")
             text = log.read_bytes()[start:].decode(errors="replace") if log.exists() else ""
-            if "beat: Acquired lock" in text:
-                break
-            if time.monotonic() > deadline:
-                _fail_with_log("celery-beat", "celery beat did not take the scheduler's lock "
-                                              "within 60 s")
-            time.sleep(0.2)
+            return "beat: Acquired lock" in text
+
+        if not wait_until(locked, 60, 0.2):
+            _fail_with_log("celery-beat", "celery beat did not take the scheduler's lock "
+                                          "within 60 s")
         yield
     finally:
         _PROCS.stop("celery-beat")
@@ -237,16 +239,15 @@ def server(stack_env) -> str:
     proc = _PROCS.spawn("gunicorn", web_command(port), env)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
+        def answers() -> bool:
             if proc.poll() is not None:
                 _fail_with_log("gunicorn", f"gunicorn exited ({proc.returncode}) while starting")
             with contextlib.suppress(requests.RequestException):
-                if requests.get(base + "/healthz", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                _fail_with_log("gunicorn", f"{base}/healthz did not answer within 90 s")
-            time.sleep(0.2)
+                return requests.get(base + "/healthz", timeout=2).status_code == 200
+            return False
+
+        if not wait_until(answers, 90, 0.2):
+            _fail_with_log("gunicorn", f"{base}/healthz did not answer within 90 s")
         yield base
     finally:
         _PROCS.stop("gunicorn")

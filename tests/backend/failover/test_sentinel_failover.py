@@ -39,6 +39,7 @@ from sqlalchemy import text
 
 from testkit.apiclient import API
 from testkit.processes import VENV_BIN, WORKER_OPTIONS, Processes, free_port, tail, web_command
+from testkit.waiting import wait_until
 
 MASTER_NAME = "synspirit"
 # Sentinel's failure detection: the master is down once it has not answered for this long.
@@ -133,17 +134,14 @@ def test_a_plain_redis_url_is_given_to_every_client_as_it_is():
 
 
 def _wait(probe, timeout: float, what: str, log: Path | None = None):
-    deadline = time.monotonic() + timeout
-    while True:
-        with contextlib.suppress(redis.RedisError, OSError):
-            value = probe()
-            if value:
-                return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout} s" +
-                        (f"\n--- last lines of {log} ---\n{tail(log)}" if log else ""),
-                        pytrace=False)
-        time.sleep(0.1)
+    """wait_until(probe) (a Redis or socket error counts as not yet); on a timeout the test fails
+    with `what` and the last lines of `log`."""
+    value = wait_until(probe, timeout, 0.1, ignore=(redis.RedisError, OSError))
+    if not value:
+        pytest.fail(f"{what}: not within {timeout} s" +
+                    (f"\n--- last lines of {log} ---\n{tail(log)}" if log else ""),
+                    pytrace=False)
+    return value
 
 
 class Host:

@@ -1,0 +1,12 @@
+"""`make bench` (tests/bench/run.py, the entry point) in parts, each where a reader would look:
+
+    common.py     where things are, the sizes of a run, the figures, logging, /proc
+    stack.py      the stack it starts (PostgreSQL, Redis, gunicorn, Celery), seeds and reads back
+    load.py       the load generators: wrk (and its Lua), sio_load.py (Socket.IO) as a child
+    scenarios.py  the scenarios and their figures, each paired with its floor
+    profiling.py  --profile: py-spy records and their top-frames summaries
+    report.py     the targets, the lab's timings, the printed table
+    lab_nginx.py  --lab: through nginx vs straight on a running lab
+
+sio_load.py and bench_noop.py run as processes of their own (a gevent client; the no-op Celery
+app). run.py puts tests/ on sys.path, so this folder imports as `bench` beside testkit."""
