@@ -14,13 +14,13 @@ COUNTER = {**RETRY_KWARGS, **IDEMPOTENT}
 
 
 def _content_counts(kind: str, content_id: int) -> None:
-    counts = counting.recompute_content_counts(db.session, kind, content_id, redis_client())
+    counts = counting.recount_item(db.session, kind, content_id, redis_client())
     if counts is not None:
         emit.counts(kind, content_id, counts)
 
 
 def _comment_likes(kind: str, comment_id: int) -> None:
-    result = counting.recompute_comment_likes(db.session, kind, comment_id)
+    result = counting.recount_comment_likes(db.session, kind, comment_id)
     if result is not None:
         parent_id, likes = result
         emit.comment_counts(kind, parent_id, comment_id, likes)
