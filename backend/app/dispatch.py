@@ -18,7 +18,6 @@ COUNT_TASK = {
     "post_comment": tasks.update_post_comment_likes_count,
     "article_comment": tasks.update_article_comment_likes_count,
 }
-VIEW_TASK = {"post": tasks.update_post_view_count, "article": tasks.update_article_view_count}
 BROKER_ERRORS = (BrokerError, redis_exceptions.RedisError, OSError)
 
 
@@ -59,3 +58,9 @@ def recount(target_type: str, target_id: int) -> None:
     if schedule and not enqueue(tasks.recount_dirty, target_type):
         with contextlib.suppress(redis_exceptions.RedisError, OSError):
             counting.unschedule(redis, target_type)
+
+
+def flush_views_soon() -> None:
+    """After the first view since the last flush (counting.view_and_read says which): write
+    the buffered views of every item within counting.FLUSH_DELAY, in one task."""
+    enqueue(tasks.flush_view_counts, countdown=counting.FLUSH_DELAY)

@@ -61,7 +61,9 @@ def update_article_comment_likes_count(comment_id: int) -> None:
 
 @shared_task(**COUNTER)
 def flush_view_counts() -> int:
-    """Write every buffered view (posts and articles) to PostgreSQL, exactly once."""
+    """Write every buffered view (posts and articles) to PostgreSQL, exactly once. Enqueued by
+    the first view after a flush (content/routes.py, within counting.FLUSH_DELAY) and sent by
+    beat every 10 s as a safety net (schedule.py)."""
     changed = counting.flush_views(redis_client(), db.session)
     for kind, items in changed.items():
         for content_id, counts in items.items():
@@ -69,15 +71,19 @@ def flush_view_counts() -> int:
     return sum(len(items) for items in changed.values())
 
 
+# Task names that the web sent before this release, still registered so that the messages it
+# queued before a deploy run on the workers of this one (a worker drops a message of a task it
+# does not know). Nothing in this release sends them: the web enqueues flush_view_counts.
+
 @shared_task(**COUNTER)
 def update_post_view_count(post_id: int | None = None) -> int:
-    """Flush buffered views; scheduled (at most once a second) by the first view of a post
-    after a flush. Flushes every buffered view, not only post_id's."""
+    """Flushes every buffered view, as flush_view_counts (post_id is not used)."""
     return flush_view_counts()
 
 
 @shared_task(**COUNTER)
 def update_article_view_count(article_id: int | None = None) -> int:
+    """Flushes every buffered view, as flush_view_counts (article_id is not used)."""
     return flush_view_counts()
 
 

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from .. import counting, item_cache, tasks
 from ..auth.security import login_required
-from ..dispatch import VIEW_TASK, enqueue, recount
+from ..dispatch import enqueue, flush_views_soon, recount
 from ..errors import APIError, not_found
 from ..extensions import db, redis_client
 from ..models import COMMENT_MODELS, CONTENT_MODELS
@@ -138,7 +138,7 @@ def show(kind: str, item_id: int):
             except (redis.exceptions.RedisError, OSError) as e:
                 log.warning("counts of %s %s not cached: %s", kind, item_id, e)
     if schedule:
-        enqueue(VIEW_TASK[kind], item_id, countdown=counting.FLUSH_DELAY)
+        flush_views_soon()
     return jsonify({**entry[0], "counts": {**counts, "views": counts["views"] + pending}})
 
 
