@@ -1,4 +1,4 @@
-"""Which Celery task keeps which count, and enqueueing after a commit."""
+"""Enqueueing after a commit, and which Celery task keeps which count."""
 from __future__ import annotations
 
 import contextlib
@@ -43,10 +43,11 @@ def enqueue(task, *args, **options) -> bool:
 def recount(target_type: str, target_id: int) -> None:
     """Recount a target whose relations changed (idempotent: recounts from the rows).
 
-    Posts and articles are coalesced (counting.mark_dirty): one task recounts every item
-    changed since the last one. Comments get a task each."""
+    Posts and articles are coalesced (counting.mark_dirty): their count task, enqueued without
+    an id, recounts every item marked since its last run. Comments get a task each."""
+    task = COUNT_TASK[target_type]
     if target_type not in ("post", "article"):
-        enqueue(COUNT_TASK[target_type], target_id)
+        enqueue(task, target_id)
         return
     redis = redis_client()
     try:
@@ -55,7 +56,7 @@ def recount(target_type: str, target_id: int) -> None:
         # Same as a broker that is away: the periodic reconcile_counts sweep catches up.
         log.warning("could not mark %s %s for a recount: %s", target_type, target_id, e)
         return
-    if schedule and not enqueue(tasks.recount_dirty, target_type):
+    if schedule and not enqueue(task):
         with contextlib.suppress(redis_exceptions.RedisError, OSError):
             counting.unschedule(redis, target_type)
 
