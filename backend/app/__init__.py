@@ -47,7 +47,8 @@ def create_app(config: dict | None = None):
 
     celery_init_app(app)
 
-    # Blueprints: one per feature, each defined at the top of the module holding its routes.
+    # Blueprints: one per feature (content: one per kind), each defined at the top of the
+    # module holding its routes, every route declared by a decorator on its view function.
     from . import actions, auth, content, metrics, openapi, ops
     from .realtime import events  # noqa: F401  (registers the Socket.IO handlers)
 

@@ -1,4 +1,4 @@
-"""Which Celery task keeps which count, and enqueueing after a commit."""
+"""Enqueueing after a commit, and which Celery task keeps which count."""
 from __future__ import annotations
 
 import contextlib
@@ -18,7 +18,6 @@ COUNT_TASK = {
     "post_comment": tasks.update_post_comment_likes_count,
     "article_comment": tasks.update_article_comment_likes_count,
 }
-VIEW_TASK = {"post": tasks.update_post_view_count, "article": tasks.update_article_view_count}
 BROKER_ERRORS = (BrokerError, redis_exceptions.RedisError, OSError)
 
 
@@ -44,10 +43,11 @@ def enqueue(task, *args, **options) -> bool:
 def recount(target_type: str, target_id: int) -> None:
     """Recount a target whose relations changed (idempotent: recounts from the rows).
 
-    Posts and articles are coalesced (counting.mark_dirty): one task recounts every item
-    changed since the last one. Comments get a task each."""
+    Posts and articles are coalesced (counting.mark_dirty): their count task, enqueued without
+    an id, recounts every item marked since its last run. Comments get a task each."""
+    task = COUNT_TASK[target_type]
     if target_type not in ("post", "article"):
-        enqueue(COUNT_TASK[target_type], target_id)
+        enqueue(task, target_id)
         return
     redis = redis_client()
     try:
@@ -56,6 +56,12 @@ def recount(target_type: str, target_id: int) -> None:
         # Same as a broker that is away: the periodic reconcile_counts sweep catches up.
         log.warning("could not mark %s %s for a recount: %s", target_type, target_id, e)
         return
-    if schedule and not enqueue(tasks.recount_dirty, target_type):
+    if schedule and not enqueue(task):
         with contextlib.suppress(redis_exceptions.RedisError, OSError):
             counting.unschedule(redis, target_type)
+
+
+def flush_views_soon() -> None:
+    """After the first view since the last flush (counting.view_and_read says which): write
+    the buffered views of every item within counting.FLUSH_DELAY, in one task."""
+    enqueue(tasks.flush_view_counts, countdown=counting.FLUSH_DELAY)

@@ -13,40 +13,44 @@ from .realtime import emit
 COUNTER = {**RETRY_KWARGS, **IDEMPOTENT}
 
 
-def _content_counts(kind: str, content_id: int) -> None:
-    counts = counting.recompute_content_counts(db.session, kind, content_id, redis_client())
-    if counts is not None:
+def _emit_counts(kind: str, changed: dict[int, dict]) -> None:
+    for content_id, counts in changed.items():
         emit.counts(kind, content_id, counts)
 
 
+def _update_counts(kind: str, content_id: int | None) -> int:
+    """What update_post_counts and update_article_counts do; returns how many items changed."""
+    if content_id is not None:  # one item named by the caller
+        counts = counting.recount_item(db.session, kind, content_id, redis_client())
+        if counts is None:
+            return 0
+        _emit_counts(kind, {content_id: counts})
+        return 1
+    # Every item marked dirty: what dispatch.recount enqueues. The new counts are emitted after
+    # each pass, not only at the end.
+    return len(counting.recount_dirty(redis_client(), db.session, kind,
+                                      on_pass=lambda changed: _emit_counts(kind, changed)))
+
+
 def _comment_likes(kind: str, comment_id: int) -> None:
-    result = counting.recompute_comment_likes(db.session, kind, comment_id)
+    result = counting.recount_comment_likes(db.session, kind, comment_id)
     if result is not None:
         parent_id, likes = result
         emit.comment_counts(kind, parent_id, comment_id, likes)
 
 
 @shared_task(**COUNTER)
-def update_post_counts(post_id: int) -> None:
-    """Likes, collects, shares and comments of a post, from their rows."""
-    _content_counts("post", post_id)
+def update_post_counts(post_id: int | None = None) -> int:
+    """Likes, collects, shares and comments of posts, from their rows: of every post marked
+    dirty since the last run (counting.mark_dirty; dispatch.recount enqueues this without an
+    id and at most one is scheduled at a time), in one statement; or of post_id alone."""
+    return _update_counts("post", post_id)
 
 
 @shared_task(**COUNTER)
-def update_article_counts(article_id: int) -> None:
-    """Likes, collects, shares and comments of an article, from their rows."""
-    _content_counts("article", article_id)
-
-
-@shared_task(**COUNTER)
-def recount_dirty(kind: str) -> int:
-    """Likes, collects, shares and comments of every post (or article) marked dirty since the
-    last run (counting.mark_dirty): one statement for all of them."""
-    def emit_all(changed: dict) -> None:
-        for content_id, counts in changed.items():
-            emit.counts(kind, content_id, counts)
-
-    return len(counting.recount_dirty(redis_client(), db.session, kind, on_pass=emit_all))
+def update_article_counts(article_id: int | None = None) -> int:
+    """update_post_counts for articles."""
+    return _update_counts("article", article_id)
 
 
 @shared_task(**COUNTER)
@@ -61,23 +65,35 @@ def update_article_comment_likes_count(comment_id: int) -> None:
 
 @shared_task(**COUNTER)
 def flush_view_counts() -> int:
-    """Write every buffered view (posts and articles) to PostgreSQL, exactly once."""
+    """Write every buffered view (posts and articles) to PostgreSQL, exactly once. Enqueued by
+    the first view after a flush (content/routes.py, within counting.FLUSH_DELAY) and sent by
+    beat every 10 s as a safety net (schedule.py)."""
     changed = counting.flush_views(redis_client(), db.session)
     for kind, items in changed.items():
-        for content_id, counts in items.items():
-            emit.counts(kind, content_id, counts)
+        _emit_counts(kind, items)
     return sum(len(items) for items in changed.values())
+
+
+# Task names that the web sent before this release, still registered so that the messages it
+# queued before a deploy run on the workers of this one (a worker drops a message of a task it
+# does not know; a dropped recount would also leave its scheduled mark set for up to
+# RECOUNT_SCHEDULED_TTL, holding back every recount of the kind). Nothing in this release sends
+# them: the web enqueues update_<kind>_counts and flush_view_counts.
+
+@shared_task(name="app.tasks.recount_dirty", **COUNTER)
+def recount_dirty_of_earlier_release(kind: str) -> int:
+    return _update_counts(kind, None)
 
 
 @shared_task(**COUNTER)
 def update_post_view_count(post_id: int | None = None) -> int:
-    """Flush buffered views; scheduled (at most once a second) by the first view of a post
-    after a flush. Flushes every buffered view, not only post_id's."""
+    """Flushes every buffered view, as flush_view_counts (post_id is not used)."""
     return flush_view_counts()
 
 
 @shared_task(**COUNTER)
 def update_article_view_count(article_id: int | None = None) -> int:
+    """Flushes every buffered view, as flush_view_counts (article_id is not used)."""
     return flush_view_counts()
 
 
@@ -118,10 +134,9 @@ def reconcile_counts() -> int:
     """Periodic safety net: repair any count that differs from its rows (every minute)."""
     repaired = 0
     for kind in ("post", "article"):
-        for content_id, counts in counting.reconcile_content_counts(db.session, kind,
-                                                                        redis_client()).items():
-            emit.counts(kind, content_id, counts)
-            repaired += 1
+        changed = counting.reconcile_content_counts(db.session, kind, redis_client())
+        _emit_counts(kind, changed)
+        repaired += len(changed)
         for parent_id, comment_id, likes in counting.reconcile_comment_likes(db.session, kind):
             emit.comment_counts(kind, parent_id, comment_id, likes)
             repaired += 1

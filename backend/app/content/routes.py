@@ -1,7 +1,8 @@
 """Posts and articles: the same routes for both kinds, under /api/posts and /api/articles.
 
-Each kind has its blueprint (`posts`, `articles`); the view functions below serve both and are
-given the kind by their route (the table at the end of this module)."""
+Each kind has its blueprint (`posts`, `articles`). Each view function below serves both: it is
+registered on both blueprints by the two route decorators above it, which give it the kind
+(`defaults`), so its endpoints are `posts.<function>` and `articles.<function>`."""
 from __future__ import annotations
 
 import logging
@@ -12,7 +13,7 @@ from sqlalchemy import func, select
 
 from .. import counting, item_cache, tasks
 from ..auth.security import login_required
-from ..dispatch import VIEW_TASK, enqueue, recount
+from ..dispatch import enqueue, flush_views_soon, recount
 from ..errors import APIError, not_found
 from ..extensions import db, redis_client
 from ..models import COMMENT_MODELS, CONTENT_MODELS
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 posts = Blueprint("posts", __name__, url_prefix="/api/posts")
 articles = Blueprint("articles", __name__, url_prefix="/api/articles")
+POST, ARTICLE = {"kind": "post"}, {"kind": "article"}  # the `defaults` of each blueprint's rules
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -87,6 +89,8 @@ def _changed(kind: str, item_id: int) -> None:
 
 # --- posts and articles --------------------------------------------------------------------------
 
+@posts.post("", defaults=POST)
+@articles.post("", defaults=ARTICLE)
 @login_required
 @write_per_user
 def create(kind: str):
@@ -99,6 +103,8 @@ def create(kind: str):
     return jsonify(content_json(item, kind)), 201
 
 
+@posts.get("", defaults=POST)
+@articles.get("", defaults=ARTICLE)
 def index(kind: str):
     q = query(ListQuery)
     model = CONTENT_MODELS[kind]
@@ -107,6 +113,8 @@ def index(kind: str):
     return jsonify(_page(select(model), order, q, lambda item: content_json(item, kind)))
 
 
+@posts.get("/<int:item_id>", defaults=POST)
+@articles.get("/<int:item_id>", defaults=ARTICLE)
 def show(kind: str, item_id: int):
     # A hit costs one Redis round trip (count the view, read the counts hash and the body's
     # version) and no PostgreSQL; see item_cache.py.
@@ -138,10 +146,12 @@ def show(kind: str, item_id: int):
             except (redis.exceptions.RedisError, OSError) as e:
                 log.warning("counts of %s %s not cached: %s", kind, item_id, e)
     if schedule:
-        enqueue(VIEW_TASK[kind], item_id, countdown=counting.FLUSH_DELAY)
+        flush_views_soon()
     return jsonify({**entry[0], "counts": {**counts, "views": counts["views"] + pending}})
 
 
+@posts.patch("/<int:item_id>", defaults=POST)
+@articles.patch("/<int:item_id>", defaults=ARTICLE)
 @login_required
 @write_per_user
 def update(kind: str, item_id: int):
@@ -165,6 +175,8 @@ def update(kind: str, item_id: int):
     return jsonify(content_json(item, kind))
 
 
+@posts.delete("/<int:item_id>", defaults=POST)
+@articles.delete("/<int:item_id>", defaults=ARTICLE)
 @login_required
 @write_per_user
 def delete(kind: str, item_id: int):
@@ -176,6 +188,8 @@ def delete(kind: str, item_id: int):
 
 # --- their comments ------------------------------------------------------------------------------
 
+@posts.post("/<int:item_id>/comments", defaults=POST)
+@articles.post("/<int:item_id>/comments", defaults=ARTICLE)
 @login_required
 @write_per_user
 def add_comment(kind: str, item_id: int):
@@ -197,6 +211,8 @@ def add_comment(kind: str, item_id: int):
     return jsonify(data), 201
 
 
+@posts.get("/<int:item_id>/comments", defaults=POST)
+@articles.get("/<int:item_id>/comments", defaults=ARTICLE)
 def list_comments(kind: str, item_id: int):
     q = query(PageQuery)
     _load(kind, item_id)
@@ -205,6 +221,8 @@ def list_comments(kind: str, item_id: int):
     return jsonify(_page(stmt, (model.id.asc(),), q, comment_json))
 
 
+@posts.delete("/<int:item_id>/comments/<int:comment_id>", defaults=POST)
+@articles.delete("/<int:item_id>/comments/<int:comment_id>", defaults=ARTICLE)
 @login_required
 @write_per_user
 def delete_comment(kind: str, item_id: int, comment_id: int):
@@ -218,20 +236,3 @@ def delete_comment(kind: str, item_id: int, comment_id: int):
     db.session.commit()
     recount(kind, item_id)
     return "", 204
-
-
-# --- the routes, the same for both kinds ---------------------------------------------------------
-
-ROUTES = [  # (rule under /api/<kind>s, method, view)
-    ("", "POST", create),
-    ("", "GET", index),
-    ("/<int:item_id>", "GET", show),
-    ("/<int:item_id>", "PATCH", update),
-    ("/<int:item_id>", "DELETE", delete),
-    ("/<int:item_id>/comments", "POST", add_comment),
-    ("/<int:item_id>/comments", "GET", list_comments),
-    ("/<int:item_id>/comments/<int:comment_id>", "DELETE", delete_comment),
-]
-for _kind, _bp in (("post", posts), ("article", articles)):
-    for _rule, _method, _view in ROUTES:
-        _bp.add_url_rule(_rule, view_func=_view, methods=[_method], defaults={"kind": _kind})
