@@ -83,9 +83,9 @@ class RedisLocation:
         as everything else (a majority of the Sentinels, not the first that answers)."""
         if not self.sentinels:
             return self.url, {}
-        from .redis_connect import connect
+        from .redis_connect import connect, web_options
 
-        client = connect(self.url, socket_timeout=3, socket_connect_timeout=3)
+        client = connect(self.url, **web_options())
         return "redis://", {"connection_pool": client.connection_pool}
 
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 import time
 
 import redis
+from redis.backoff import ConstantBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
 from redis.sentinel import (
     MasterNotFoundError,
     Sentinel,
@@ -16,6 +18,19 @@ from redis.sentinel import (
 )
 
 from .config import parse_redis_url
+
+
+def web_options() -> dict:
+    """Connection options of the web instances' clients (the application's own and
+    Flask-Limiter's). One retry after 0.5 s (a stale pooled connection after a Redis restart,
+    a blip), not redis-py's default of 3 with 1-10 s backoff: with the network to Redis cut that
+    default held a request ~20 s on one command (3 s timeout per try plus the backoff), past
+    clients' and nginx's patience (make chaos, network cut); and after the master's host
+    vanished it kept the login rate limit away for 39-51 s (test_sentinel_failover.py, host
+    gone). Now at most ~6.5 s, then the caller's fallback (view not counted, recount left to
+    reconcile_counts, or 503)."""
+    return {"socket_timeout": 3, "socket_connect_timeout": 3, "health_check_interval": 30,
+            "retry": Retry(ConstantBackoff(0.5), 1)}
 
 
 def connect(redis_url: str, **options) -> redis.Redis:
