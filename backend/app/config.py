@@ -78,9 +78,10 @@ class RedisLocation:
         return {"master_name": self.master, "sentinel_kwargs": self.sentinel_kwargs()}
 
     def limits_storage(self) -> tuple[str, dict]:
-        """Flask-Limiter's storage URI and options. Behind Sentinels, the pool of the
-        application's own client (redis_connect.connect): the counters follow the same master
-        as everything else (a majority of the Sentinels, not the first that answers)."""
+        """Flask-Limiter's storage URI and options. Behind Sentinels, the pool of a client built
+        as the application's own (redis_connect.connect with web_options): the counters follow
+        the same master as everything else (a majority of the Sentinels, not the first that
+        answers)."""
         if not self.sentinels:
             return self.url, {}
         from .redis_connect import connect, web_options

@@ -101,7 +101,7 @@ def test_a_sentinel_url_names_the_sentinels_the_master_and_the_db(url, sentinels
     options = location.celery_transport_options()
     assert options["master_name"] == master
     assert options["sentinel_kwargs"].get("password") == password
-    # Flask-Limiter: the application's own client's pool (the same master as every client).
+    # Flask-Limiter: a pool built as the application's own client's (the same master as every client).
     uri, storage = location.limits_storage()
     pool = storage["connection_pool"]
     assert (uri, pool.service_name, pool.connection_kwargs["db"]) == ("redis://", master, db)
