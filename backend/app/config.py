@@ -177,6 +177,13 @@ def load_config() -> dict:
         # one a second for a minute, or one every six seconds for an hour, is beyond anyone
         # reading what they like and comment on; a script writing in a loop meets it at once.
         "WRITE_RATE_LIMIT": os.environ.get("WRITE_RATE_LIMIT", "60 per minute; 600 per hour"),
+        # What a view is (counting.py, docs/contract.md): one viewer's reads of one post or
+        # article count once per this many seconds; the viewer is the signed-in user, else the
+        # client address (an IPv6 client's /64). 10 minutes: a reader scrolling back and forth
+        # or reloading counts once, one who comes back later counts again, and a script reading
+        # in a loop adds one view per address (or account) and item every 10 minutes, not
+        # thousands. 0 counts every read (tests, the bench and chaos, which count raw reads).
+        "VIEW_DEDUP_SECONDS": _int("VIEW_DEDUP_SECONDS", 600),
         # Argon2id, RFC 9106's second recommended option (64 MiB, t=3, p=4).
         "ARGON2_TIME_COST": _int("ARGON2_TIME_COST", 3),
         "ARGON2_MEMORY_COST": _int("ARGON2_MEMORY_COST", 65536),

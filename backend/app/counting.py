@@ -4,7 +4,8 @@ Plain functions over a SQLAlchemy session and a Redis client; the Celery tasks i
 them and emit what changed. The two paths, top-down:
 
 - A read of a post or article (content/routes.py `show`) counts its view with `view_and_read`
-  (the view goes into a per-kind buffer hash in Redis). The first view after a flush enqueues
+  (the view goes into a per-kind buffer hash in Redis; a viewer's reads of one item count once
+  per VIEW_DEDUP_SECONDS). The first view after a flush enqueues
   tasks.flush_view_counts, which runs `flush_views` within FLUSH_DELAY: the buffer is taken
   whole into a batch and the batch is added to views_count, exactly once.
 - A like, collect, share or comment (dispatch.recount) marks the item dirty (`mark_dirty`); the
@@ -137,12 +138,19 @@ VIEWS = _Batches(VIEW_BUFFER, VIEW_BATCH, VIEW_BATCHES)
 # the flush mark, read the counts hash and the body version. One EVALSHA costs the web worker
 # less than a four-command pipeline (packing and parsing four commands was most of the
 # `view_and_read` share of the post_get profile, docs/performance.md).
+#
+# What a view is (docs/contract.md, VIEW_DEDUP_SECONDS): one viewer's reads of one item count
+# once per window. KEYS[5] marks "this viewer saw this item" for ARGV[4] seconds (SET NX EX: the
+# first read in the window sets it and counts; the others find it and do not); a window of 0
+# counts every read and touches no mark.
 _VIEW_AND_READ = """
 local pending = 0
 local first = false
-if ARGV[1] == '1' then
+if ARGV[1] == '1' and (ARGV[4] == '0' or redis.call('SET', KEYS[5], 1, 'NX', 'EX', ARGV[4])) then
   pending = redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
   first = redis.call('SET', KEYS[2], 1, 'NX', 'PX', ARGV[3])
+elseif ARGV[1] == '1' then
+  pending = tonumber(redis.call('HGET', KEYS[1], ARGV[2]) or 0)
 end
 local counts = redis.call('HMGET', KEYS[3], FIELDS)
 local version = redis.call('GET', KEYS[4])
@@ -151,19 +159,22 @@ return {pending, first and 1 or 0, counts, version or 0}
 # The reads in flight in one process share a pipeline (group commit, redis_batch.py): in
 # `make bench` a read's own EVALSHA round trip was a fifth of its CPU (docs/performance.md).
 _view_and_read = ScriptBatcher(_VIEW_AND_READ)
+VIEW_SEEN = "synspirit:views:seen:{kind}:{id}:{viewer}"  # this viewer's read counted (expires)
 
 
-def view_and_read(redis, kind: str, content_id: int,
-                  count: bool = True) -> tuple[int, bool, dict | None, int]:
-    """One round trip for a read of an item: buffer the view (unless count=False), and read the
-    item's counts hash and body version (item_cache.py). Returns (views still buffered,
-    schedule a flush?, counts as PostgreSQL has them or None, version). At most one flush per
-    kind is scheduled per FLUSH_DELAY, so views never cost a task each."""
+def view_and_read(redis, kind: str, content_id: int, count: bool = True,
+                  viewer: str = "", dedup_seconds: int = 0) -> tuple[int, bool, dict | None, int]:
+    """One round trip for a read of an item: buffer the view (unless count=False, or `viewer`
+    already had a view of it counted in the last `dedup_seconds`), and read the item's counts
+    hash and body version (item_cache.py). Returns (views still buffered, schedule a flush?,
+    counts as PostgreSQL has them or None, version). At most one flush per kind is scheduled
+    per FLUSH_DELAY, so views never cost a task each."""
     pending, first, raw, version = _view_and_read(
         redis,
         [VIEW_BUFFER.format(kind=kind), VIEW_FLUSH_SCHEDULED.format(kind=kind),
-         counts_key(kind, content_id), version_key(kind, content_id)],
-        ["1" if count else "0", str(content_id), int(FLUSH_DELAY * 1000)])
+         counts_key(kind, content_id), version_key(kind, content_id),
+         VIEW_SEEN.format(kind=kind, id=content_id, viewer=viewer)],
+        ["1" if count else "0", str(content_id), int(FLUSH_DELAY * 1000), int(dedup_seconds)])
     raw = list(raw) + [None] * (len(COUNT_FIELDS) - len(raw))  # trailing nils are dropped
     return int(pending), bool(first), parse_counts(raw), int(version or 0)
 

@@ -5,14 +5,15 @@ registered on both blueprints by the two route decorators above it, which give i
 (`defaults`), so its endpoints are `posts.<function>` and `articles.<function>`."""
 from __future__ import annotations
 
+import ipaddress
 import logging
 
 import redis.exceptions
-from flask import Blueprint, current_app, g, jsonify
+from flask import Blueprint, current_app, g, jsonify, request
 from sqlalchemy import func, select
 
 from .. import counting, item_cache, tasks
-from ..auth.security import login_required
+from ..auth.security import bearer_token, login_required, read_token
 from ..dispatch import enqueue, flush_views_soon, recount
 from ..errors import APIError, not_found
 from ..extensions import db, redis_client
@@ -62,6 +63,23 @@ def _load_own(kind: str, item_id: int):
     if item.author_id != g.user.id:
         raise APIError(403, "forbidden", f"only the author may change this {kind}")
     return item
+
+
+def _viewer() -> str:
+    """Who reads, for counting one view per viewer and window (VIEW_DEDUP_SECONDS): the user of
+    a validly signed token (no database: a revoked token still names its user), else the client
+    address as ProxyFix gives it; an IPv6 client by its /64, the block one host is usually
+    given, so that rotating addresses inside it does not add views."""
+    claims = read_token(bearer_token())
+    if claims is not None:
+        return f"u{claims.uid}"
+    address = request.remote_addr or ""
+    if ":" in address:
+        try:
+            return "n" + str(ipaddress.ip_network(f"{address}/64", strict=False).network_address)
+        except ValueError:
+            pass
+    return "a" + address
 
 
 def _item_cache() -> item_cache.ItemCache:
@@ -124,7 +142,9 @@ def show(kind: str, item_id: int):
     try:
         # The view is counted before we know the item exists: a view of a missing id is
         # dropped by the flush (its UPDATE matches no row), and a read costs one round trip.
-        pending, schedule, counts, version = counting.view_and_read(rc, kind, item_id)
+        dedup = current_app.config["VIEW_DEDUP_SECONDS"]
+        pending, schedule, counts, version = counting.view_and_read(
+            rc, kind, item_id, viewer=_viewer() if dedup else "", dedup_seconds=dedup)
     except (redis.exceptions.RedisError, OSError) as e:
         # Reading must not fail because Redis is away; this view is not counted.
         log.warning("view of %s %s not counted: %s", kind, item_id, e)

@@ -69,10 +69,11 @@ def test_env_files_are_readable_only_by_root_and_the_service_user(host):
     ("LOGIN_RATE_LIMIT", "synspirit_login_rate_limit"),
     ("REGISTER_RATE_LIMIT", "synspirit_register_rate_limit"),
     ("WRITE_RATE_LIMIT", "synspirit_write_rate_limit"),
+    ("VIEW_DEDUP_SECONDS", "synspirit_view_dedup_seconds"),
 ])
-def test_rate_limits_of_the_inventory_reach_the_environment(host, name, variable):
-    """A rate limit the inventory sets is in synspirit.env; one it leaves empty is not written
-    (the application's default applies)."""
+def test_optional_settings_of_the_inventory_reach_the_environment(host, name, variable):
+    """A rate limit or view window the inventory sets is in synspirit.env; one it leaves empty
+    is not written (the application's default applies)."""
     wanted = host.ansible.get_variables().get(variable, "")
     env = host.check_output("cat /etc/synspirit/synspirit.env").splitlines()
     written = [line.partition("=")[2] for line in env if line.startswith(f"{name}=")]

@@ -34,6 +34,9 @@ keepalived_floating_address: $FLOATING_ADDR
 # can: far above the production defaults (the backend suite checks the limits themselves).
 synspirit_register_rate_limit: 100000 per minute
 synspirit_write_rate_limit: 100000 per minute
+# Chaos compares every view a client was served with what PostgreSQL counted: every read counts
+# (production counts one per viewer and item every 10 minutes; tests/backend checks that).
+synspirit_view_dedup_seconds: "0"
 EOF
 }
 
