@@ -98,11 +98,14 @@ def test_only_the_primary_archives(members, repository):
     repository.run_expect([0], "synspirit-backup check")
 
 
-def test_a_replica_fetches_wal_from_the_repository(members, repository):
-    """A replica's restore_command is pgBackRest's archive-get, and it can read the archive."""
+def test_a_replica_streams_and_can_read_the_repository(members, repository):
+    """A replica streams through its slot, with no restore_command in the way of a failover
+    (group_vars/all/postgresql.yml), and pgBackRest's archive-get reads the archive from it (what
+    a restore on that host needs)."""
     replica = members["replicas"][0]
-    command = sql(replica, "SHOW restore_command")
-    assert command.startswith(f"pgbackrest --stanza={STANZA} archive-get"), command
+    assert sql(replica, "SHOW restore_command") == ""
+    assert sql(replica, "SELECT status FROM pg_stat_wal_receiver") == "streaming"
+    assert sql(replica, "SHOW wal_retrieve_retry_interval") == "1s"
     segment = pgbackrest_info(repository)["archive"][-1]["max"]
     replica.run_expect([0], f"runuser -u postgres -- pgbackrest --stanza={STANZA} "
                             f"archive-get {segment} /tmp/fetched-{segment}")
