@@ -124,14 +124,32 @@ def move_redis_master(to: str) -> None:
         redis_cli("SENTINEL", "FAILOVER", "synspirit", host=to, port=26379)
         if not wait_for(lambda: all(redis_master([h]) == to for h in REDIS_HOSTS), 60, 0.5):
             raise RuntimeError(f"SENTINEL FAILOVER did not make {to} the Redis master")
-        # Writes need a replica that acknowledges (min-replicas-to-write): one repointed.
-        if not wait_for(lambda: "connected_slaves:0" not in redis_cli("INFO", "replication",
-                                                                      host=to), 60, 0.5):
-            raise RuntimeError(f"no replica of {to} after the failover")
+        # Writes need a replica that acknowledges (min-replicas-to-write): connected is not
+        # enough, the master counts a replica good once its first REPLCONF ACK arrived (a
+        # scenario that wrote at once got NOREPLICAS: 503).
+        if not wait_for(lambda: good_replicas(to) >= 1, 60, 0.5):
+            raise RuntimeError(f"no replica of {to} acknowledges after the failover")
     finally:
         for host in others:
             redis_cli("CONFIG", "SET", "replica-priority", "100", host=host)
+    # The Sentinels read the restored priority from INFO within 10 s; until then a failover
+    # (the next scenario's) finds no replica it may promote.
+    if not wait_for(lambda: all(_priorities_seen(h) for h in REDIS_HOSTS), 30, 1):
+        raise RuntimeError("the Sentinels still see replica-priority 0")
     log(f"moved the Redis master to {to}")
+
+
+def good_replicas(host: str) -> int:
+    info = redis_cli("INFO", "replication", host=host)
+    return next((int(line.split(":")[1]) for line in info.splitlines()
+                 if line.startswith("min_slaves_good_slaves:")), 0)
+
+
+def _priorities_seen(sentinel: str) -> bool:
+    """Every replica the Sentinel on `sentinel` knows has a non-zero priority."""
+    out = redis_cli("SENTINEL", "REPLICAS", "synspirit", host=sentinel, port=26379).split()
+    values = [out[i + 1] for i, field in enumerate(out[:-1]) if field == "slave-priority"]
+    return bool(values) and "0" not in values
 
 
 def wait_unacked_gone(tags: set[str], timeout: float) -> set[str]:

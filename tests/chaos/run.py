@@ -41,7 +41,8 @@ def table(results: list[dict]) -> str:
                      "-" if r["recovery_s"] is None else str(r["recovery_s"]),
                      str(r["socketio"]["max_resubscribe_gap_s"] or "-"),
                      "PASS" if r["passed"] else
-                     "FAIL: " + "; ".join(k for k, v in r["checks"].items() if not v)])
+                     "FAIL: " + "; ".join(k for k, v in r["checks"].items() if not v)
+                     + (f" ({r['error'][:160]})" if r.get("error") else "")])
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |" for row in rows]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")

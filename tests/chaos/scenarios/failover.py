@@ -17,6 +17,7 @@ from labhosts import (
     REDIS_HOSTS,
     WEB,
     crash,
+    good_replicas,
     instances_ready,
     lab_sh,
     log,
@@ -42,7 +43,8 @@ def s_crash_redis_master() -> list[dict]:
         # The crash is to hit Redis alone, not PostgreSQL's primary with it: a planned switchover
         # first (docs/operations.md), which Sentinel carries out like a failover.
         redis_cli("SENTINEL", "FAILOVER", "synspirit", host=old, port=26379)
-        moved = wait_for(lambda: (m := redis_master()) != old and _replicates(old, m) and m, 60, 0.5)
+        moved = wait_for(lambda: (m := redis_master()) != old and _replicates(old, m)
+                         and good_replicas(m) >= 1 and m, 60, 0.5)
         if not moved:
             raise RuntimeError(f"SENTINEL FAILOVER did not move the master away from {old}")
         log(f"switched the Redis master over from {old} to {moved} (PostgreSQL's primary is on {old})")
