@@ -42,6 +42,10 @@ def create_app(config: dict | None = None):
 
     app.extensions["synspirit_item_cache"] = ItemCache(
         maxsize=app.config["ITEM_CACHE_SIZE"], ttl=app.config["ITEM_CACHE_TTL"])
+    from .content.pages import FRONT_TTL
+
+    # The lists' first pages, kept ready (content/pages.py).
+    app.extensions["synspirit_front_pages"] = ItemCache(maxsize=16, ttl=FRONT_TTL)
 
     from .celery_config import celery_init_app
 

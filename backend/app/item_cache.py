@@ -27,6 +27,10 @@ from collections import OrderedDict
 
 COUNTS_KEY = "synspirit:counts:{kind}:{id}"
 VERSION_KEY = "synspirit:item-version:{kind}:{id}"
+# Bumped by every change that can change a list's first page: a new, changed or deleted item,
+# a finished render, new hot scores. Each instance keeps the first page of each list ready
+# under this version (content/pages.py).
+LIST_VERSION_KEY = "synspirit:list-version:{kind}"
 COUNT_FIELDS = ("views", "likes", "collects", "shares", "comments")
 COUNTS_TTL = 300  # seconds; refreshed by every write
 VERSION_TTL = 7 * 86400  # a version older than any cached body can be forgotten
@@ -71,10 +75,21 @@ def fill_counts(redis, kind: str, item_id: int, counts: dict) -> None:
 
 
 def bump_version(redis, kind: str, item_id: int) -> None:
-    """After a committed change of an item's body: every instance reloads it."""
+    """After a committed change of an item's body: every instance reloads it, and the first
+    pages of its lists."""
     pipe = redis.pipeline(transaction=False)
     pipe.incr(version_key(kind, item_id))
     pipe.expire(version_key(kind, item_id), VERSION_TTL)
+    pipe.incr(LIST_VERSION_KEY.format(kind=kind))
+    pipe.execute()
+
+
+def bump_list_version(redis, *kinds: str) -> None:
+    """After a committed change of a list's order or members (a new item, new hot scores):
+    every instance reloads the first pages of the lists of these kinds."""
+    pipe = redis.pipeline(transaction=False)
+    for kind in kinds:
+        pipe.incr(LIST_VERSION_KEY.format(kind=kind))
     pipe.execute()
 
 

@@ -66,9 +66,7 @@ class _Content:
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     title: Mapped[str] = mapped_column(String(200))
     content: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now(), index=True
-    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )
@@ -78,7 +76,16 @@ class _Content:
     shares_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     comments_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # Recomputed periodically on the cpu queue; orders `sort=hot`.
-    hot_score: Mapped[float] = mapped_column(Float, default=0.0, server_default="0", index=True)
+    hot_score: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+
+
+def _list_indexes(table: str) -> tuple[Index, Index]:
+    """The orders of the lists, id last: a keyset page (`WHERE (hot_score, id) < (:s, :i)
+    ORDER BY hot_score DESC, id DESC LIMIT n`) is one backward index scan that reads n rows,
+    wherever the cursor is (content/pages.py). created_at alone also serves the ranking's
+    30-day window."""
+    return (Index(f"ix_{table}_hot_score_id", "hot_score", "id"),
+            Index(f"ix_{table}_created_at_id", "created_at", "id"))
 
 
 class Post(_Content, db.Model):
@@ -87,9 +94,13 @@ class Post(_Content, db.Model):
     author_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     author: Mapped[User] = relationship(lazy="joined")
 
+    __table_args__ = _list_indexes("posts")
+
 
 class Article(_Content, db.Model):
     __tablename__ = "articles"
+
+    __table_args__ = _list_indexes("articles")
 
     author_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     author: Mapped[User] = relationship(lazy="joined")

@@ -125,8 +125,11 @@ def render_article(article_id: int) -> bool:
 
 @shared_task(**COUNTER)
 def recompute_hot_scores() -> int:
-    """Front-page hot scores of recent posts and articles (cpu queue, every minute)."""
-    return sum(ranking.recompute_hot_scores(db.session, kind) for kind in ("post", "article"))
+    """Front-page hot scores of recent posts and articles (cpu queue, every minute); then every
+    instance reloads the lists' first pages (content/pages.py) in the new order."""
+    scored = sum(ranking.recompute_hot_scores(db.session, kind) for kind in ("post", "article"))
+    item_cache.bump_list_version(redis_client(), "post", "article")
+    return scored
 
 
 @shared_task(**COUNTER)

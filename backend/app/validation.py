@@ -84,10 +84,33 @@ class ActionBody(Body):
     target_id: Id
 
 
+MAX_OFFSET_ROWS = 1000  # page numbers reach the first 1,000 items of a list; cursors, all
+
+
 class PageQuery(BaseModel):
+    """A list's page: `cursor` (a `next_cursor` as given; content/pages.py checks it) or a
+    `page` number among the first MAX_OFFSET_ROWS items, and `per_page`."""
     model_config = ConfigDict(extra="ignore")
-    page: Annotated[int, Field(ge=1, le=100_000)] = 1
+    page: Annotated[int, Field(ge=1, le=MAX_OFFSET_ROWS)] = 1
     per_page: Annotated[int, Field(ge=1, le=100)] = 20
+    cursor: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+
+    @model_validator(mode="after")
+    def _bounded_offset(self):
+        # OFFSET reads every row it skips: bounded, so that no page number costs more than
+        # MAX_OFFSET_ROWS rows; deeper pages by cursor, whose cost does not grow.
+        errors = []
+        if self.page * self.per_page > MAX_OFFSET_ROWS:
+            errors.append(InitErrorDetails(type=PydanticCustomError(
+                "page_too_deep", "page x per_page must be at most {limit}; page further with "
+                "cursor=next_cursor", {"limit": MAX_OFFSET_ROWS}), loc=("page",), input=self.page))
+        if self.cursor is not None and self.page != 1:
+            errors.append(InitErrorDetails(type=PydanticCustomError(
+                "cursor_and_page", "give cursor or page, not both"), loc=("cursor",),
+                input=self.cursor))
+        if errors:
+            raise ValidationError.from_exception_data(type(self).__name__, errors)
+        return self
 
     @model_validator(mode="before")
     @classmethod

@@ -39,6 +39,8 @@ def judge(fig: dict) -> None:
             and fo.get("missing") == 0, "p99 < 1 s, none missing")
     if "latency" in f:
         met("latency", f["latency"]["p99_ms"] < 100, "p99 < 100 ms")
+    if "lists" in f:
+        met("lists", (f["lists"]["ratio"] or 0) >= 0.5, ">= 0.5 of one post's req/s, each list")
 
 
 def lab_figures() -> dict:
@@ -142,6 +144,21 @@ def table(res: dict) -> str:
         rows.append((f"counts fan-out to {fmt(x.get('subscribed'))} subscribers p50/p99",
                      f"{fmt(x.get('p50_ms'))} / {fmt(x.get('p99_ms'))} ms",
                      f"missing {fmt(x.get('missing'))}", "", "p99 < 1 s", ok(x)))
+    if "lists" in f:
+        x = f["lists"]
+        for name, what in (("front", "front page GET /api/posts"), ("hot", "?sort=hot"),
+                           ("deep_new", "cursor 90 % deep, new"),
+                           ("deep_hot", "cursor 90 % deep, hot")):
+            y = x[name]
+            rows.append((f"{what} req/s at {fmt(x['posts'])} posts", fmt(y["rps"]),
+                         f"one post {fmt(x['post_get_rps'])}", fmt(y["ratio"]), ">= 0.5",
+                         "yes" if (y["ratio"] or 0) >= 0.5 else "NO"))
+            rows.append(("  p50 ms; CPU ms/request web (whole stack)",
+                         f"{fmt(y['p50_ms'])}; {fmt(y['cpu_ms_per_req'].get('web'))} "
+                         f"({fmt(y['cpu_ms_per_req'].get('stack'))})",
+                         f"{fmt(x['post_get_p50_ms'])}; "
+                         f"{fmt(x['post_get_cpu_ms_per_req'].get('web'))} "
+                         f"({fmt(x['post_get_cpu_ms_per_req'].get('stack'))})", "", "", ""))
     for key, err in failed.items():
         rows.append((f"{key}: FAILED", err.splitlines()[0][:60], "", "", "", "NO"))
     lab = f.get("lab", {})

@@ -32,6 +32,11 @@ absolute numbers drift with the machine and its load (docs/performance.md explai
   latency         p50/p99 of GET /api/posts/<id> at 70% of the saturating rate (the `views`
                   rate), open-loop-ish: exponential think times in wrk's delay() hook,
                   p99 target < 100 ms
+  lists           with list_posts (1,000,000) more posts inserted with SQL (generate_series):
+                  the front page GET /api/posts, ?sort=hot, and a cursor page 90 % deep in
+                  each order, req/s / GET /api/posts/<id> req/s (one post) in interleaved
+                  rounds                                                     target >= 0.5
+                  (runs last: the million rows stay; `--only lists` runs it alone)
   lab             through nginx vs straight and `make lab` timings: read from
                   .cache/lab/timings.json when present, else "not measured"
 
@@ -98,7 +103,7 @@ def measure(stack: Stack, args) -> dict:
     fig["healthz_rps"] = scenarios.healthz()
     later = (("latency", lambda: scenarios.latency(fig["views"]["rps"])),
              ("io_drain", scenarios.io_drain), ("ws_hold", scenarios.ws_hold),
-             ("fanout", scenarios.fanout))
+             ("fanout", scenarios.fanout), ("lists", scenarios.lists))
     for key, fn in later:
         if key not in only:
             continue

@@ -344,3 +344,91 @@ class Scenarios:
         log(f"fan-out to {result.get('subscribed')}: p50 {result.get('p50_ms')} ms, "
             f"p99 {result.get('p99_ms')} ms, missing {result.get('missing')}")
         return result
+
+    # -- lists at a million rows --
+
+    def seed_posts_sql(self, n: int) -> float:
+        """n more posts in one INSERT ... SELECT generate_series (not the API), older than the
+        ranking's 30-day window (so the every-minute ranking does not rescore them), with
+        created_at tied in threes and hot scores tied in tens (the orders' id tie-breaks are
+        exercised), then VACUUM ANALYZE as autovacuum would: the planner's statistics and the
+        row estimate that `total` reads."""
+        authors = [u["id"] for u in self.stack.users]
+        t0 = time.monotonic()
+        with self.stack.pg.cursor() as cur:
+            cur.execute("""
+                INSERT INTO posts (author_id, title, content, created_at, updated_at, hot_score)
+                SELECT (%s::int[])[1 + i %% %s], 'Seeded post ' || i,
+                       repeat('A post inserted with SQL for the list figures. ', 4),
+                       now() - interval '40 days' - (i / 3) * interval '1 second',
+                       now() - interval '40 days', (i::bigint * 7919 %% 100000) / 1000.0
+                FROM generate_series(1, %s) AS i""", (authors, len(authors), n))
+            cur.execute("VACUUM ANALYZE posts")
+        return round(time.monotonic() - t0, 1)
+
+    def _deep_paths(self, depth: int) -> dict:
+        """A page `depth` rows down each order: by cursor (next_cursor's encoding, from the
+        row just above it), or by page number where the API has no cursor (the code before
+        keyset pagination, for the before/after figures)."""
+        try:
+            from types import SimpleNamespace
+
+            from app.content.pages import encode_cursor
+        except ImportError:
+            return {"deep_new": f"/api/posts?page={depth // 20 + 1}",
+                    "deep_hot": f"/api/posts?sort=hot&page={depth // 20 + 1}"}
+        out = {}
+        for name, sort, cols in (("deep_new", "new", "created_at, id"),
+                                 ("deep_hot", "hot", "hot_score, id")):
+            with self.stack.pg.cursor() as cur:
+                cur.execute(f"SELECT {cols} FROM posts ORDER BY {cols.replace(',', ' DESC,')}"
+                            f" DESC OFFSET %s LIMIT 1", (depth - 1,))
+                a, b = cur.fetchone()
+            row = (SimpleNamespace(created_at=a, id=b) if sort == "new"
+                   else SimpleNamespace(hot_score=a, id=b))
+            out[name] = (f"/api/posts?{'sort=hot&' if sort == 'hot' else ''}"
+                         f"cursor={encode_cursor(sort, row)}")
+        return out
+
+    def lists(self) -> dict:
+        import requests
+
+        n = self.p["list_posts"]
+        log(f"lists: inserting {n:,} posts with SQL")
+        seed_s = self.seed_posts_sql(n)
+        rows = int(self.stack.sql("SELECT count(*) FROM posts"))
+        log(f"lists: {rows:,} posts ({seed_s} s to insert and VACUUM ANALYZE)")
+        paths = {"post_get": f"/api/posts/{self.stack.post_ids[0]}",
+                 "front": "/api/posts", "hot": "/api/posts?sort=hot",
+                 **self._deep_paths(int(rows * 0.9))}
+        for name, path in paths.items():
+            r = requests.get(self.stack.url + path, timeout=600)
+            if r.status_code != 200:
+                raise BenchError(f"lists: {path} answered {r.status_code}: {r.text[:300]}")
+            body = r.json()
+            if name != "post_get" and not body.get("items"):
+                raise BenchError(f"lists: {path} has no items")
+        conns, secs = min(16, self.p["wrk_conns"]), self.p["list_secs"]
+        runs: dict[str, list] = {k: [] for k in paths}
+        for path in paths.values():
+            wrk(self.stack, "warm", "", path, self.p["warm_secs"], conns)
+        for i in range(self.p["rounds"]):
+            for name, path in paths.items():
+                runs[name].append(wrk(self.stack, f"lists_{name}_{i}", "", path, secs, conns))
+        res = {k: combine(v) for k, v in runs.items()}
+        base = res["post_get"]
+        out: dict = {"posts": rows, "seed_s": seed_s, "paths": paths, "conns": conns,
+                     "post_get_rps": base["rps"], "post_get_p50_ms": base["p50_ms"],
+                     "post_get_cpu_ms_per_req": base["cpu_ms_per_req"]}
+        for name in ("front", "hot", "deep_new", "deep_hot"):
+            x = res[name]
+            out[name] = {"rps": x["rps"], "p50_ms": x["p50_ms"], "p99_ms": x["p99_ms"],
+                         "cpu_ms_per_req": x["cpu_ms_per_req"], "non_2xx": x["non_2xx"],
+                         "rounds_rps": x["rounds_rps"], "ratio": ratio(x["rps"], base["rps"]),
+                         "cpu_ratio": {k: ratio(base["cpu_ms_per_req"].get(k), v)
+                                       for k, v in x["cpu_ms_per_req"].items() if v}}
+            log(f"lists {name}: {x['rps']} req/s vs one post {base['rps']} -> "
+                f"{out[name]['ratio']}; p50 {x['p50_ms']} ms vs {base['p50_ms']} ms; CPU ms "
+                f"{x['cpu_ms_per_req']} vs {base['cpu_ms_per_req']}")
+        out["ratio"] = min(out[k]["ratio"] or 0 for k in ("front", "hot", "deep_new", "deep_hot"))
+        return out

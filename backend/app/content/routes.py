@@ -10,7 +10,6 @@ import logging
 
 import redis.exceptions
 from flask import Blueprint, current_app, g, jsonify, request
-from sqlalchemy import func, select
 
 from .. import counting, item_cache, tasks
 from ..auth.security import bearer_token, login_required, read_token
@@ -32,6 +31,7 @@ from ..validation import (
     json_body,
     query,
 )
+from . import pages
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +41,6 @@ POST, ARTICLE = {"kind": "post"}, {"kind": "article"}  # the `defaults` of each 
 
 
 # --- helpers -------------------------------------------------------------------------------------
-
-def _page(stmt, order, q: PageQuery, serialize) -> dict:
-    total = db.session.scalar(select(func.count()).select_from(stmt.subquery()))
-    rows = db.session.scalars(
-        stmt.order_by(*order).limit(q.per_page).offset((q.page - 1) * q.per_page)
-    ).all()
-    return {"items": [serialize(r) for r in rows], "page": q.page, "per_page": q.per_page,
-            "total": total}
-
 
 def _load(kind: str, item_id: int):
     item = db.session.get(CONTENT_MODELS[kind], item_id) if item_id <= MAX_ID else None
@@ -116,19 +107,23 @@ def create(kind: str):
     item = CONTENT_MODELS[kind](title=body.title, content=body.content, author=g.user)
     db.session.add(item)
     db.session.commit()
+    data = content_json(item, kind)
+    db.session.remove()  # give the connection back before talking to Redis
+    try:
+        item_cache.bump_list_version(redis_client(), kind)  # on every instance's first pages
+    except (redis.exceptions.RedisError, OSError) as e:
+        # Other instances list it once their first pages expire (pages.FRONT_TTL).
+        log.warning("could not bump the list version of %s: %s", kind, e)
     if kind == "article":
-        enqueue(tasks.render_article, item.id)
-    return jsonify(content_json(item, kind)), 201
+        enqueue(tasks.render_article, data["id"])
+    return jsonify(data), 201
 
 
 @posts.get("", defaults=POST)
 @articles.get("", defaults=ARTICLE)
 def index(kind: str):
     q = query(ListQuery)
-    model = CONTENT_MODELS[kind]
-    order = ((model.hot_score.desc(), model.id.desc()) if q.sort == "hot"
-             else (model.created_at.desc(), model.id.desc()))
-    return jsonify(_page(select(model), order, q, lambda item: content_json(item, kind)))
+    return jsonify(pages.page(CONTENT_MODELS[kind], q.sort, q, kind=kind))
 
 
 @posts.get("/<int:item_id>", defaults=POST)
@@ -235,10 +230,9 @@ def add_comment(kind: str, item_id: int):
 @articles.get("/<int:item_id>/comments", defaults=ARTICLE)
 def list_comments(kind: str, item_id: int):
     q = query(PageQuery)
-    _load(kind, item_id)
-    model = COMMENT_MODELS[kind]
-    stmt = select(model).where(getattr(model, f"{kind}_id") == item_id)
-    return jsonify(_page(stmt, (model.id.asc(),), q, comment_json))
+    comments_count = _load(kind, item_id).comments_count
+    return jsonify(pages.page(COMMENT_MODELS[kind], "comments", q,
+                              parent=(f"{kind}_id", item_id), estimate=lambda: comments_count))
 
 
 @posts.delete("/<int:item_id>/comments/<int:comment_id>", defaults=POST)

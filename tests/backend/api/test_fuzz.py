@@ -75,7 +75,15 @@ def fuzz_world(server, stack_env):
                                    json={"content": f"seed comment {i}"}).json()
                 pool[f"{kind}_comment"].append(comment["id"])
                 pairs[kind].append((item["id"], comment["id"]))
-    WORLD.update(token=token, other=other, pool=pool, pairs=pairs,
+    # Real cursors: a generated string is schema-valid but names no position (a 422), so the
+    # generated cursors are mapped onto these (map_query).
+    cursors = {
+        (kind, sort): api.get(f"/api/{kind}s?per_page=1&sort={sort}").json()["next_cursor"]
+        for kind in ("post", "article") for sort in ("new", "hot")}
+    for kind in ("post", "article"):
+        cursors[(kind, "comments")] = api.get(
+            f"/api/{kind}s/{pool[kind][0]}/comments?per_page=1").json()["next_cursor"]
+    WORLD.update(token=token, other=other, pool=pool, pairs=pairs, cursors=cursors,
                  sessions=(stack_env["SECRET_KEY"], sessions),
                  log_start=_gunicorn_log().stat().st_size if _gunicorn_log().exists() else 0)
     return WORLD
@@ -83,6 +91,10 @@ def fuzz_world(server, stack_env):
 
 def _valid_id(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_ID
+
+
+def _valid_page(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 1000
 
 
 def _kind_of(path: str) -> str | None:
@@ -112,6 +124,10 @@ def _install_hooks(schema) -> None:
         else:
             params["item_id"] = WORLD["pool"][kind][item_id % len(WORLD["pool"][kind])]
         return params
+
+    @schema.hook
+    def map_query(context, query):  # the state machine's cases (_run_case maps the others)
+        return _map_list_query(context.operation.method, context.operation.path, query)
 
     @schema.hook
     def map_body(context, body):
@@ -150,8 +166,43 @@ def _fresh_session(fuzz_world) -> str:
     return serializer.dumps({**serializer.loads(token), "jti": uuid.uuid4().hex})
 
 
+def _map_list_query(method: str, path: str, query):
+    """A schema-valid cursor is replaced by a real one of the same list, and a valid page
+    number by one the list accepts with it (page x per_page <= 1000, page 1 with a cursor):
+    a cursor's meaning and that product are not in the document's types. Invalid values are
+    left as they are, so a negative case stays negative. Applied in _run_case, to the cases of
+    every phase, and by the map_query hook to the state machine's."""
+    if not WORLD or not isinstance(query, dict) or method.upper() != "GET":
+        return query
+    if path not in ("/api/posts", "/api/articles") and not path.endswith("/comments"):
+        return query
+    query = dict(query)
+    kind = "article" if path.startswith("/api/articles") else "post"
+    sort = "comments" if path.endswith("/comments") else query.get("sort", "new")
+    cursor = query.get("cursor")
+    if isinstance(cursor, str) and 1 <= len(cursor) <= 200 and sort in ("new", "hot",
+                                                                         "comments"):
+        query["cursor"] = WORLD["cursors"][(kind, sort)]
+    page, per_page = _number(query.get("page", 1)), _number(query.get("per_page", 20))
+    if _valid_page(page) and isinstance(per_page, int) and 1 <= per_page <= 100:
+        as_given = type(query.get("page", 1))  # the coverage phase's values may be text
+        if "cursor" in query and query["cursor"] in WORLD["cursors"].values():
+            query["page"] = as_given(1)
+        elif page * per_page > 1000:
+            query["page"] = as_given(1000 // per_page)
+    return query
+
+
+def _number(value):
+    """A query value as the app reads it: an int, or text of plain digits."""
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def _run_case(case, server, fuzz_world) -> None:
     started = time.monotonic()
+    case.query = _map_list_query(case.operation.method, case.operation.path, case.query)
     token = (_fresh_session(fuzz_world) if case.operation.path in SESSION_ENDING
              else fuzz_world["token"])
     try:

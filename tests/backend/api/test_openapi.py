@@ -227,5 +227,8 @@ def test_query_parameters_match_the_list_model(app_probe, openapi_spec):
               if p["in"] == "query"}
     assert set(params) == set(model)
     for name, prop in model.items():
-        for key in (*BOUNDS, "default", "enum"):
+        default = prop.get("default")
+        prop = _plain(prop)  # cursor: str | None
+        for key in (*BOUNDS, "enum"):
             assert params[name].get(key) == prop.get(key), f"{name} {key}"
+        assert params[name].get("default") == default, f"{name} default"

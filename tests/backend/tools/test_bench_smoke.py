@@ -57,6 +57,10 @@ def test_bench_quick_writes_every_figure(tmp_path):
     assert f["ws_hold"]["opened"] > 0 and _number(f["ws_hold"]["rss_mib_per_1000"])
     assert f["fanout"]["subscribed"] > 0 and _number(f["fanout"]["p99_ms"])
     assert f["fanout"]["missing"] == 0
+    for key in ("front", "hot", "deep_new", "deep_hot"):  # lists at list_posts rows
+        assert _number(f["lists"][key]["rps"]) and _number(f["lists"][key]["ratio"]), key
+        assert f["lists"][key]["non_2xx"] == 0, (key, f["lists"][key])
+    assert "cursor=" in f["lists"]["paths"]["deep_hot"]
     assert {"nginx_vs_straight", "up_from_nothing_s", "converge_again_s"} <= set(f["lab"])
     assert res["machine"]["nproc"] >= 1 and res["machine"]["load_before"]
     assert "| figure" in done.stdout  # the table was printed
