@@ -107,7 +107,7 @@ else
     stack_out=$("$LOCALSTACK" start "$DATA" ${only:+--only "$only"}) || ss_die "could not start PostgreSQL/Redis"
     eval "$stack_out"
     STACK_STARTED="${LOCALSTACK_STARTED:-}"
-    unset LOCALSTACK_STARTED
+    unset LOCALSTACK_STARTED REDIS_ADMIN_URL  # the application has Redis's limited default user
 fi
 export DATABASE_URL REDIS_URL
 

@@ -65,7 +65,7 @@ _ls_paths() {  # sets the LS_* path variables for datadir $1
 }
 
 _ls_load() {
-    PG_PORT="" REDIS_PORT="" PG_PASSWORD="" REDIS_PASSWORD="" PG_DB="" PG_SOCKDIR=""
+    PG_PORT="" REDIS_PORT="" PG_PASSWORD="" REDIS_PASSWORD="" REDIS_ADMIN_PASSWORD="" PG_DB="" PG_SOCKDIR=""
     # shellcheck disable=SC1090
     [[ -f "$LS_STATE" ]] && source "$LS_STATE"
     return 0
@@ -81,6 +81,7 @@ PG_PASSWORD=$PG_PASSWORD
 PG_SOCKDIR=$PG_SOCKDIR
 REDIS_PORT=$REDIS_PORT
 REDIS_PASSWORD=$REDIS_PASSWORD
+REDIS_ADMIN_PASSWORD=$REDIS_ADMIN_PASSWORD
 EOF
         mv "$LS_STATE.tmp" "$LS_STATE"
     )
@@ -238,10 +239,17 @@ _ls_pg_stop() {
 
 # --- Redis ----------------------------------------------------------------------------------
 
+# What the application's Redis user (the default user) may do: every key and channel of its
+# server, every command but those that administer it. The deployment gives the same rules
+# (ansible/roles/redis, redis_app_acl_rules; tests/backend/security/test_redis_acl.py checks
+# that they are equal).
+REDIS_APP_ACL='~* &* +@all -@admin -@dangerous'
+
 _ls_redis_start() {
     command -v redis-server >/dev/null || ss_die "redis-server not found (run: $0 install)"
     install -d -m 0700 "$LS_REDISDIR"
     [[ -n "$REDIS_PASSWORD" ]] || REDIS_PASSWORD=$(ss_rand_hex 24)
+    [[ -n "$REDIS_ADMIN_PASSWORD" ]] || REDIS_ADMIN_PASSWORD=$(ss_rand_hex 24)
     (
         umask 077
         cat >"$LS_REDISDIR/redis.conf" <<EOF
@@ -249,7 +257,11 @@ _ls_redis_start() {
 bind 127.0.0.1
 protected-mode yes
 port $REDIS_PORT
-requirepass $REDIS_PASSWORD
+# The users of the deployment's Redis role (ansible/roles/redis): the application is the
+# default user, which may not administer the server (CONFIG, FLUSHALL, DEBUG, KEYS,
+# SHUTDOWN...); admin is for the suites' fixtures and the operator.
+user default on >$REDIS_PASSWORD $REDIS_APP_ACL
+user admin on >$REDIS_ADMIN_PASSWORD ~* &* +@all
 daemonize yes
 pidfile $LS_REDISDIR/redis.pid
 logfile $LS_LOGS/redis.log
@@ -292,6 +304,8 @@ _ls_exports() {
     fi
     if [[ "$want" != pg ]]; then
         echo "export REDIS_URL='redis://:$REDIS_PASSWORD@127.0.0.1:$REDIS_PORT/0'"
+        # Not for the application (start.sh drops it): the test suites' fixtures and the bench.
+        echo "export REDIS_ADMIN_URL='redis://admin:$REDIS_ADMIN_PASSWORD@127.0.0.1:$REDIS_PORT/0'"
     fi
 }
 

@@ -140,6 +140,7 @@ def stack_env() -> dict[str, str]:
         got = localstack.localstack(*args)
         db_url = db_url or got["DATABASE_URL"]
         redis_url = redis_url or got["REDIS_URL"]
+        _REDIS_ADMIN_URL[:] = [got["REDIS_ADMIN_URL"]] if "REDIS_ADMIN_URL" in got else []
     env = {
         "DATABASE_URL": db_url,
         "REDIS_URL": redis_url,
@@ -165,6 +166,17 @@ def stack_env() -> dict[str, str]:
     if _STACK_STARTED:
         _STACK_STARTED.clear()
         localstack.stop(RUN_DIR, remove="data")
+
+
+_REDIS_ADMIN_URL: list[str] = []  # localstack's admin user, when it started the suite's Redis
+
+
+@pytest.fixture(scope="session")
+def redis_admin_url(stack_env) -> str:
+    """The suite's Redis as its admin user (the application's user may not CONFIG or FLUSHALL):
+    TEST_REDIS_ADMIN_URL, or localstack's admin, or REDIS_URL for a Redis given without one."""
+    return (os.environ.get("TEST_REDIS_ADMIN_URL") or next(iter(_REDIS_ADMIN_URL), None)
+            or stack_env["REDIS_URL"])
 
 
 @pytest.fixture(scope="session")

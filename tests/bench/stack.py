@@ -117,7 +117,8 @@ class Stack:
         import psycopg2
         import redis
 
-        self.redis = redis.Redis.from_url(self.env["REDIS_URL"])
+        # As the admin user: the application's may not FLUSHALL or INFO (localstack.sh).
+        self.redis = redis.Redis.from_url(stack.get("REDIS_ADMIN_URL") or self.env["REDIS_URL"])
         self.redis.flushall()  # the bench's own Redis: start from nothing
         self.pg = psycopg2.connect(self.env["DATABASE_URL"].replace("+psycopg2", ""))
         self.pg.autocommit = True

@@ -82,14 +82,18 @@ def psql(query: str) -> list[list[str]]:
     return [line.split("|") for line in out.splitlines() if line]
 
 
-def redis_password() -> str:
-    return (INVENTORY.parent / "secrets/redis_password.txt").read_text().split()[0]
+def _secret(name: str) -> str:
+    return (INVENTORY.parent / f"secrets/{name}.txt").read_text().split()[0]
 
 
 def redis_cli(*args: str, host: str | None = None, port: int = 6379, timeout: float = 60) -> str:
-    """redis-cli on a redis host (default: the current master) against its own instance."""
-    cmd = f"REDISCLI_AUTH={shlex.quote(redis_password())} timeout 10 redis-cli --no-auth-warning -p {port} " \
-        + " ".join(shlex.quote(a) for a in args)
+    """redis-cli on a redis host (default: the current master) against its own instance: Redis
+    as its admin user (the application's default user may not CONFIG, INFO or DEBUG), Sentinel
+    (26379) with its clients' password."""
+    user, password = ("--user admin", _secret("redis_admin_password")) if port == 6379 else \
+        ("", _secret("redis_password"))
+    cmd = f"REDISCLI_AUTH={shlex.quote(password)} timeout 10 redis-cli {user} --no-auth-warning " \
+        f"-p {port} " + " ".join(shlex.quote(a) for a in args)
     return ssh(host or redis_master(), cmd, timeout=timeout).strip()
 
 

@@ -104,11 +104,9 @@ def test_with_the_majority_away_the_one_sentinel_left_is_believed(split):
 
 
 @pytest.fixture
-def suite_redis(stack_env):
-    """The suite's Redis; min-replicas-to-write back to 0 (off) after the test."""
-    from app.config import parse_redis_url
-
-    client = redis.Redis.from_url(parse_redis_url(stack_env["REDIS_URL"]).url)
+def suite_redis(redis_admin_url):
+    """The suite's Redis as its admin; min-replicas-to-write back to 0 (off) after the test."""
+    client = redis.Redis.from_url(redis_admin_url)
     try:
         yield client
     finally:

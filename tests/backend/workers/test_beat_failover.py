@@ -103,7 +103,7 @@ def test_a_standby_beat_takes_over_from_a_killed_one_without_running_a_task_twic
     lock = f"{KEY_PREFIX}:lock"
 
     def clean():
-        redis.delete(*QUEUES, *redis.keys(f"{KEY_PREFIX}*"))
+        redis.delete(*QUEUES, *redis.scan_iter(f"{KEY_PREFIX}*"))
 
     clean()
     _all_due(env["REDIS_URL"])

@@ -182,7 +182,7 @@ def test_the_redis_master_sends_an_encrypted_snapshot(inventory, lab_host, repos
     masters = [n for n, h in hosts.items()
                if "role:master" in h.check_output("REDISCLI_AUTH=$(sed -n 's/^REDISCLI_AUTH=//p' "
                                                   "/etc/default/synspirit-redis-snapshot) redis-cli "
-                                                  "--no-auth-warning INFO replication")]
+                                                  "--user admin --no-auth-warning INFO replication")]
     master = inventory["groups"]["redis"][0] if inventory["groups"]["redis"][0] in masters else masters[0]
     key, value = f"snap{secrets.token_hex(3)}", secrets.token_hex(4)
     login = redis_login(redis_url)

@@ -3,7 +3,7 @@ on it, every door locked with the deployment's Redis password."""
 from urllib.parse import unquote
 
 import pytest
-from conftest import address_of, app_env, wait_until
+from conftest import INVENTORY, address_of, app_env, wait_until
 from probes import redis
 
 testinfra_hosts = ["ansible://redis"]
@@ -18,6 +18,12 @@ def password(lab_host, inventory) -> str:
     env = app_env(lab_host(inventory["groups"]["web"][0]))
     # redis://:PASSWORD@HOST:PORT/DB or redis+sentinel://:PASSWORD@HOST:PORT,.../NAME
     return unquote(env["REDIS_URL"].split("://", 1)[1].rsplit("@", 1)[0].split(":", 1)[1])
+
+
+@pytest.fixture(scope="module")
+def admin_login() -> list[str]:
+    """AUTH as Redis's admin user (INFO and REPLICAOF are not the application's to run)."""
+    return ["AUTH", "admin", (INVENTORY.parent / "secrets/redis_admin_password.txt").read_text().split()[0]]
 
 
 def sentinel(host, password: str, *command: str, address: str | None = None):
@@ -75,10 +81,10 @@ def test_sentinels_see_each_other_and_a_majority_quorum(host, inventory, passwor
     assert "s_down" not in master["flags"] and "o_down" not in master["flags"], master["flags"]
 
 
-def test_the_instance_has_the_role_sentinel_gives_it(host, password):
+def test_the_instance_has_the_role_sentinel_gives_it(host, password, admin_login):
     """The master Sentinel names says it is master; every other instance replicates it, link up."""
     master = sentinel(host, password, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME)[0]
-    _, info = redis(host, address_of(host), 6379, ["AUTH", password], ["INFO", "replication"])
+    _, info = redis(host, address_of(host), 6379, admin_login, ["INFO", "replication"])
     fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
     if master == address_of(host):
         assert fields["role"] == "master"
@@ -95,3 +101,14 @@ def test_a_write_on_the_master_reaches_every_replica(host, lab_host, inventory, 
     def replicated():
         return redis(host, address_of(host), 6379, ["AUTH", password], ["GET", key])[1] == value
     assert wait_until(replicated, 10)
+
+
+def test_sentinel_takes_the_admin_user(host, admin_login):
+    """Operators and the redis exporter log in to Sentinel as admin, as to the instances (the
+    exporter has one login for both; Prometheus's redis-sentinel job reads Sentinel with it)."""
+    login, masters = redis(host, address_of(host), SENTINEL_PORT, admin_login, ["SENTINEL", "MASTERS"])
+    assert login == "OK", login
+    assert isinstance(masters, list) and masters, masters
+    wrong = ["AUTH", "admin", "not-" + admin_login[2]]
+    [reply] = redis(host, address_of(host), SENTINEL_PORT, wrong)
+    assert isinstance(reply, dict) and reply["error"].startswith("WRONGPASS"), reply
