@@ -45,6 +45,9 @@ def connect(redis_url: str, **options) -> redis.Redis:
         db=location.db, **location.auth, **options)
 
 
+SILENT_FOR = 30.0  # seconds a Sentinel that did not answer is asked after the others
+
+
 class QuorumSentinel(Sentinel):
     """Believes a majority of the Sentinels, not the first that answers.
 
@@ -56,26 +59,33 @@ class QuorumSentinel(Sentinel):
     any majority holds the newest: ask until a majority has answered, take the highest epoch.
     With fewer answering (most Sentinels away) the best answer found is taken, as redis-py
     would; the Redis role's min-replicas-to-write stops a master alone from taking writes.
-    The Sentinels that answered are asked first next time, the silent ones last."""
+    A Sentinel that did not answer is asked after the others for SILENT_FOR seconds."""
 
     def discover_master(self, service_name):
         majority = len(self.sentinels) // 2 + 1
-        answered, later, errors, best = [], [], [], None
-        for sentinel in self.sentinels:
-            if len(answered) >= majority:
-                later.append(sentinel)  # not asked
-                continue
+        # Asked in their configured order, those that failed in the last SILENT_FOR seconds
+        # last. (Reordering the shared list in place raced with the other greenlets asking at
+        # the same time: a Sentinel gone with its host was asked again and again, 1 s each,
+        # and every connect to the new master took ~9 s: test_sentinel_failover.py, host gone.)
+        failed_at = self.__dict__.setdefault("_failed_at", {})
+        now = time.monotonic()
+        order = sorted(self.sentinels,
+                       key=lambda s: now - failed_at.get(id(s), float("-inf")) < SILENT_FOR)
+        answered, errors, best = 0, [], None
+        for sentinel in order:
+            if answered >= majority:
+                break
             try:
                 state = sentinel.sentinel_masters().get(service_name)
             except (RedisConnectionError, RedisTimeoutError) as e:
                 errors.append(f"{sentinel} - {e!r}")
-                later.append(sentinel)
+                failed_at[id(sentinel)] = time.monotonic()
                 continue
-            answered.append(sentinel)
+            failed_at.pop(id(sentinel), None)
+            answered += 1
             if state and self.check_master_state(state, service_name) and (
                     best is None or state["config-epoch"] > best["config-epoch"]):
                 best = state
-        self.sentinels[:] = answered + later
         if best is None:
             raise MasterNotFoundError(f"No master found for {service_name!r}"
                                       + (f" : {', '.join(errors)}" if errors else ""))
