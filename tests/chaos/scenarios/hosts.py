@@ -6,7 +6,7 @@ import threading
 import time
 
 from accounting import ALLOWED_OUTAGE, Run
-from labhosts import DATA, LAB_ID, LB, WEB, instances_ready, lab_sh, served_by, ssh, units_active, wait_for
+from labhosts import LAB_ID, LB, WEB, cluster, instances_ready, lab_sh, served_by, ssh, units_active, wait_for
 from load import session
 
 
@@ -31,9 +31,16 @@ def s_poweroff_web() -> list[dict]:
         return [run.finish(recovery, allowed=set())]
 
 
+NETCUT_RECOVERY_S = 30
+
+
 def s_network_cut() -> list[dict]:
-    veth = f"vb-{'l' + LAB_ID if LAB_ID != '0' else ''}{DATA}"
-    with Run("network cut web<->data1 10 s") as run:
+    # The host of the PostgreSQL primary, wherever earlier scenarios left it: cutting a replica's
+    # host leaves /readyz at 200 (the application needs only the primary and the Redis master).
+    # 10 s is less than the leader lock's ttl: no failover, the same primary comes back.
+    host = next(m["Member"] for m in cluster() if m["Role"] == "Leader")
+    veth = f"vb-{'l' + LAB_ID if LAB_ID != '0' else ''}{host}"
+    with Run(f"network cut web<->{host} (PostgreSQL primary) 10 s") as run:
         readyz: list[tuple[float, int]] = []
         stop = threading.Event()
 
@@ -62,6 +69,11 @@ def s_network_cut() -> list[dict]:
         th.join(10)
         run.checks["/readyz went 503 during the cut"] = any(t_cut < t < t_up and c == 503 for t, c in readyz)
         run.checks["/readyz 200 again"] = bool(back)
+        # A demoted primary's fast shutdown once waited 60 s (wal_sender_timeout) for standbys
+        # whose connections died with the link, holding Patroni's leader lock: no primary for
+        # 59.5 s (roles/postgresql/vars/main.yml).
+        run.checks[f"/readyz 200 within {NETCUT_RECOVERY_S} s of the link's return"] = (
+            recovery is not None and recovery <= NETCUT_RECOVERY_S)
         run.notes.append(f"link {veth} down {t_up - t_cut:.1f} s")
         ready = wait_for(instances_ready, 60, 1)
         run.checks["every web instance ready again"] = bool(ready)

@@ -98,6 +98,38 @@ def test_only_the_primary_archives(members, repository):
     repository.run_expect([0], "synspirit-backup check")
 
 
+def test_a_copy_of_an_earlier_timeline_does_not_stop_archiving(members, repository):
+    """After a failover the new primary may hold its own copy of a segment of the timeline before,
+    which PostgreSQL then asks to archive and pgBackRest refuses (the repository holds that
+    segment, other bytes): synspirit-archive-push lets that one go, so that the segments after
+    it are archived; the same refusal on the member's own timeline stays an error. Played with
+    the newest archived segment's name over other WAL, in a folder beside the data (nothing
+    reaches the repository: it refuses the name)."""
+    primary = members["primary"]
+    segment = pgbackrest_info(repository)["archive"][-1]["max"]
+    timeline = int(segment[:8], 16)
+    other = sql(primary, "SELECT name FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$' "
+                         f"AND name <> '{segment}' ORDER BY modification DESC LIMIT 1")
+    folder = primary.check_output("runuser -u postgres -- mktemp -d /var/lib/postgresql/archive-test.XXXX")
+    push = (f"cd {folder} && runuser -u postgres -- /usr/local/sbin/synspirit-archive-push "
+            f"pgbackrest --stanza={STANZA} archive-push {folder}/pg_wal/{segment}")
+    try:
+        primary.check_output(f"runuser -u postgres -- mkdir {folder}/pg_wal && runuser -u postgres -- "
+                             f"cp /var/lib/postgresql/15/main/pg_wal/{other} {folder}/pg_wal/{segment}")
+        if timeline > 1:
+            primary.check_output(f"runuser -u postgres -- touch {folder}/pg_wal/{timeline:08X}.history")
+        own = primary.run(push)
+        assert own.rc == 45 and "different checksum" in own.stderr, own
+        primary.check_output(f"runuser -u postgres -- touch {folder}/pg_wal/{timeline + 1:08X}.history")
+        earlier = primary.run(push)
+        assert earlier.rc == 0, earlier
+        assert f"{segment} is of timeline {timeline}" in earlier.stderr
+    finally:
+        primary.run(f"rm -rf {folder}")
+    command = sql(primary, "SHOW archive_command")
+    assert command.startswith("/usr/local/sbin/synspirit-archive-push pgbackrest ")
+
+
 def test_a_replica_streams_and_can_read_the_repository(members, repository):
     """A replica streams through its slot, with no restore_command in the way of a failover
     (group_vars/all/postgresql.yml), and pgBackRest's archive-get reads the archive from it (what
