@@ -112,3 +112,25 @@ def test_the_application_is_given_every_member_and_lands_on_the_primary(cluster,
               "    print(c.exec_driver_sql('select inet_server_addr(), pg_is_in_recovery()').one())\n")
     out = web.check_output("/opt/synspirit/venv/bin/python -c %s %s", script, url)
     assert out == f"('{inventory['addresses'][cluster['leaders'][0]]}', False)"
+
+
+# Patroni's own etcd v3 client, as Patroni calls it to renew the leader key, under a name that is
+# no member's: it must not take the key from the leader. Patroni 3.0.2 put the key
+# unconditionally, and a former primary took the lock back after a network partition
+# (roles/postgresql/tasks/install.yml; docs/reliability.md).
+RENEW_AS_ANOTHER = """
+import json, sys
+from patroni.dcs.etcd3 import Etcd3
+dcs = Etcd3({'hosts': sys.argv[1].split(','), 'scope': '15-main', 'namespace': '/synspirit/',
+             'name': 'not-a-member', 'ttl': 15, 'retry_timeout': 5, 'loop_wait': 5})
+print(json.dumps(bool(dcs._update_leader())))
+"""
+
+
+def test_a_member_that_is_not_the_leader_cannot_renew_the_leader_key(cluster, lab_host, inventory):
+    replica = lab_host(cluster["replicas"][0])
+    leader_key = "etcdctl get --print-value-only /synspirit/15-main/leader"
+    hosts = ",".join(f"{inventory['addresses'][m]}:2379" for m in inventory["groups"]["etcd"])
+    renewed = replica.check_output("python3 -c %s %s", RENEW_AS_ANOTHER, hosts)
+    assert json.loads(renewed.splitlines()[-1]) is False
+    assert replica.check_output(leader_key) == cluster["leaders"][0]
