@@ -32,6 +32,13 @@ absolute numbers drift with the machine and its load (docs/performance.md explai
   latency         p50/p99 of GET /api/posts/<id> at 70% of the saturating rate (the `views`
                   rate), open-loop-ish: exponential think times in wrk's delay() hook,
                   p99 target < 100 ms
+  seed            the seed document's design beside ours, same machine and data (seed_compare.py):
+                  gunicorn -w 2*nproc+1 GeventWebSocketWorker --worker-connections 2000 and a
+                  Celery task .delay()ed per view (update_post_view_count) and per like
+                  (update_post_counts), worker --pool=gevent -c 1000 -O fair: for views and
+                  likes served/s, counted/s (until the backlog is drained) and the whole
+                  stack's CPU per counted action, ours / seed's: views <= 1/3, likes <= 1/2;
+                  and Socket.IO long-polling failures without sticky routing (ours: 0)
   lists           with list_posts (1,000,000) more posts inserted with SQL (generate_series):
                   the front page GET /api/posts, ?sort=hot, and a cursor page 90 % deep in
                   each order, req/s / GET /api/posts/<id> req/s (one post) in interleaved
@@ -77,6 +84,7 @@ from bench.common import (  # noqa: E402
 from bench.lab_nginx import run_lab  # noqa: E402
 from bench.report import judge, lab_figures, table  # noqa: E402
 from bench.scenarios import Scenarios  # noqa: E402
+from bench.seed_compare import SeedCompare  # noqa: E402
 from bench.stack import Stack  # noqa: E402
 
 
@@ -103,7 +111,8 @@ def measure(stack: Stack, args) -> dict:
     fig["healthz_rps"] = scenarios.healthz()
     later = (("latency", lambda: scenarios.latency(fig["views"]["rps"])),
              ("io_drain", scenarios.io_drain), ("ws_hold", scenarios.ws_hold),
-             ("fanout", scenarios.fanout), ("lists", scenarios.lists))
+             ("fanout", scenarios.fanout), ("seed", SeedCompare(scenarios).run),
+             ("lists", scenarios.lists))
     for key, fn in later:
         if key not in only:
             continue
@@ -118,6 +127,8 @@ def measure(stack: Stack, args) -> dict:
     # overall exactness: every GET of a post served so far is in PostgreSQL
     settled = stack.settle_views()
     total_served, total_db = stack.post_views_served(), stack.db_views()
+    # the seed's design counted views of its own (its web is not in the metrics read above)
+    total_db -= (fig.get("seed") or {}).get("seed_views_in_db", 0)
     judge(fig)
     return {
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
