@@ -48,6 +48,8 @@ absolute numbers drift with the machine and its load (docs/performance.md explai
                   .cache/lab/timings.json when present, else "not measured"
 
 --quick: a few seconds per scenario and small counts (the backend suite's smoke run).
+--plots DIR: where the two PNGs go (default DATA): the latency distribution of each request kind
+  and ours against the seed's design (tests/bench/plots.py; it also redraws them from a JSON).
 --profile: also records the web worker (and the io worker during io_drain) with py-spy
   (--nonblocking, 100 Hz) and writes collapsed stacks plus a top-frames summary to
   DATA/profiles/ (perturbs the figures a little; use it to explain a miss).
@@ -161,6 +163,9 @@ def main() -> int:
     ap.add_argument("--data", default=str(ROOT / ".data" / "bench"),
                     help="data dir of the private PostgreSQL/Redis and logs")
     ap.add_argument("--profile", action="store_true", help="py-spy the web/io workers")
+    ap.add_argument("--plots", metavar="DIR",
+                    help="where the PNGs go (plots.py: bench-latency.png, bench-vs-seed.png; "
+                         "default DATA; docs/img for docs/performance.md)")
     ap.add_argument("--set", action="append", metavar="KEY=VALUE",
                     help="override a size/duration (users, posts, http_secs, rounds, ...)")
     ap.add_argument("--env", action="append", metavar="KEY=VALUE",
@@ -223,6 +228,13 @@ def main() -> int:
     out.write_text(json.dumps(res, indent=2) + "\n")
     print(table(res))
     print(f"\nJSON: {out}")
+    try:
+        from bench.plots import make_plots
+
+        for png in make_plots(res, Path(args.plots) if args.plots else stack.data):
+            print(f"plot: {png}")
+    except ImportError as e:  # matplotlib is in tests/requirements.txt
+        log(f"no plots: {e}")
     return 0
 
 
