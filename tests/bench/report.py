@@ -98,6 +98,9 @@ def seed_rows(rows: list, x: dict) -> None:
                      f"({fmt(b['cpu_ms_per_counted']['web'])})", "",
                      f"{fmt(r['cpu_per_counted_ratio'])} ({fmt(r['web_cpu_per_counted_ratio'])})",
                      r["goal"], "yes" if r["met"] else "NO"))
+    if x.get("seed_ack_failures"):
+        rows.append(("  seed's worker: acks failed (redelivered: counted twice)",
+                     fmt(x["seed_ack_failures"]), "kombu pool vs -c 1000", "", "report", ""))
     po, ps = o.get("polling") or {}, s.get("polling") or {}
     rows.append(("  long-polling requests failed, no sticky routing",
                  f"{fmt(po.get('failure_rate'))} / {fmt(ps.get('failure_rate'))}",

@@ -257,6 +257,7 @@ class SeedCompare:
         st.settle_tasks(30)
         ours = Design("ours", st.url, "io", st.cpu_seconds, 1)
         seed = self.start_seed()
+        res: dict = {"ours": {}, "seed": {}}
         try:
             # Views of seed_posts posts (50), not all: each of the seed's 2n+1 processes keeps
             # its own item cache (60 s), which the warm-up must fill for every post in every
@@ -265,7 +266,6 @@ class SeedCompare:
             ids = st.post_ids[:self.p["seed_posts"]]
             views = lua_many_posts(ids, 5)
             likes = self.sc.like_script(st.post_ids, 6)
-            res = {"ours": {}, "seed": {}}
             for kind, script in (("views", views), ("likes", likes)):
                 for d in (ours, seed):  # interleaved: both share the machine's weather
                     res[d.name][kind] = self.counted(d, kind, script)
@@ -275,6 +275,12 @@ class SeedCompare:
                 log(f"{d.name} long-polling ({d.web_workers} web worker(s)): "
                     f"{res[d.name]['polling']['failure_rate']} of requests failed")
         finally:
+            # kombu's broker pool (broker_pool_limit 10) against -c 1000 greenlets acking at
+            # once: "Couldn't ack ... Too many connections", each such task redelivered after
+            # the visibility timeout (a view counted twice): counted here, from its log
+            with contextlib.suppress(OSError):
+                res["seed_ack_failures"] = st.procs.log_of("seed_io").read_text(
+                    errors="replace").count("Couldn't ack")
             st.stop("seed_web", "seed_io")
         for kind in ("views", "likes"):
             o, s = res["ours"][kind], res["seed"][kind]
