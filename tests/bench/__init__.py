@@ -6,7 +6,10 @@
     scenarios.py  the scenarios and their figures, each paired with its floor
     profiling.py  --profile: py-spy records and their top-frames summaries
     report.py     the targets, the lab's timings, the printed table
+    seed_compare.py  --only seed: the seed document's design beside ours (seed_design.py)
+    plots.py      the PNGs (latency distributions, ours vs the seed's) from the results JSON
     lab_nginx.py  --lab: through nginx vs straight on a running lab
 
-sio_load.py and bench_noop.py run as processes of their own (a gevent client; the no-op Celery
-app). run.py puts tests/ on sys.path, so this folder imports as `bench` beside testkit."""
+sio_load.py, bench_noop.py and seed_design.py run as processes of their own (a gevent client;
+the no-op Celery app; the seed's web and worker). run.py puts tests/ on sys.path, so this
+folder imports as `bench` beside testkit."""

@@ -13,19 +13,29 @@ import time
 
 from bench.common import BENCH, BenchError
 
+# The percentiles of `pcts_ms`: a latency distribution per request kind (docs/img/).
+PCT_GRID = (1, 5, 10, 20, 25, 30, 40, 50, 60, 70, 75, 80, 85, 90, 92.5, 95, 97.5, 98, 99, 99.5,
+            99.9, 99.99)
 # wrk: every script ends with this done() hook, which prints one machine-readable line.
 LUA_DONE = r"""
 function done(summary, latency, requests)
   local e = summary.errors
+  local grid = {PCT_GRID}
+  local pcts = {}
+  for _, p in ipairs(grid) do
+    pcts[#pcts + 1] = string.format('[%g, %d]', p, latency:percentile(p))
+  end
   io.write(string.format(
     'BENCHJSON {"requests": %d, "duration_us": %d, "connect_errors": %d, "read_errors": %d, ' ..
-    '"write_errors": %d, "non_2xx": %d, "timeouts": %d, "p50_us": %d, "p90_us": %d, ' ..
-    '"p99_us": %d, "max_us": %d, "mean_us": %.1f}\n',
+    '"write_errors": %d, "non_2xx": %d, "timeouts": %d, "p50_us": %d, "p75_us": %d, ' ..
+    '"p90_us": %d, "p95_us": %d, "p99_us": %d, "p999_us": %d, "min_us": %d, "max_us": %d, ' ..
+    '"mean_us": %.1f, "pcts_us": [%s]}\n',
     summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
-    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max,
-    latency.mean))
+    latency:percentile(50), latency:percentile(75), latency:percentile(90),
+    latency:percentile(95), latency:percentile(99), latency:percentile(99.9), latency.min,
+    latency.max, latency.mean, table.concat(pcts, ', ')))
 end
-"""
+""".replace("PCT_GRID", ", ".join(str(p) for p in PCT_GRID))
 LUA_SEED = r"""
 function init(args)
   math.randomseed(os.time() * 1000 + math.floor(os.clock() * 1000000) + %d)
@@ -46,7 +56,20 @@ def combine(runs: list[dict]) -> dict:
            "command": runs[0]["command"], "load1": [round(r["load1"], 2) for r in runs]}
     for k in ("non_2xx", "connect_errors", "read_errors", "write_errors", "timeouts"):
         out[k] = sum(r[k] for r in runs)
+    out["pcts_ms"] = combine_pcts(runs)
     return out
+
+
+def combine_pcts(runs: list[dict]) -> list | None:
+    """The latency distribution of several wrk runs: per percentile, the mean of the runs'
+    values weighted by their requests (wrk's histograms are not merged: an approximation that
+    is exact for one run and close for rounds of the same load)."""
+    runs = [r for r in runs if r.get("pcts_ms") and r["requests"]]
+    if not runs:
+        return None
+    req = sum(r["requests"] for r in runs)
+    return [[p, round(sum(r["pcts_ms"][i][1] * r["requests"] for r in runs) / req, 3)]
+            for i, (p, _) in enumerate(runs[0]["pcts_ms"])]
 
 
 def lua_list(values) -> str:
@@ -59,14 +82,19 @@ def lua_many_posts(post_ids: list[int], seed: int) -> str:
             'ids[math.random(n)])\nend\n')
 
 
-def wrk(stack, name: str, script: str, path: str, secs: float, conns: int) -> dict:
+def wrk(stack, name: str, script: str, path: str, secs: float, conns: int,
+        url: str | None = None, cpu_seconds=None) -> dict:
     """One wrk run against the stack (the Lua script, if any, in DATA/<name>.lua): its summary
-    with rates in req/s, latencies in ms, the command, the load and the CPU seconds spent."""
+    with rates in req/s, latencies in ms (and their distribution, `pcts_ms`: [[percentile, ms],
+    ...]), the command, the load and the CPU seconds spent. `url` and `cpu_seconds` (a function
+    like Stack.cpu_seconds) point it at another server than the stack's web instance (the seed's
+    design, seed_compare.py)."""
     lua = stack.data / f"{name}.lua"
     lua.write_text(script + LUA_DONE)
     cmd = ["wrk", "-t", "1", "-c", str(conns), "-d", f"{max(1, round(secs))}s",
-           "--timeout", "10s", "-s", str(lua), stack.url + path]
-    cpu0 = stack.cpu_seconds()
+           "--timeout", "10s", "-s", str(lua), (url or stack.url) + path]
+    cpu_seconds = cpu_seconds or stack.cpu_seconds
+    cpu0 = cpu_seconds()
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=secs + 60,
                           stdin=subprocess.DEVNULL)
     line = next((ln for ln in done.stdout.splitlines() if ln.startswith("BENCHJSON ")), None)
@@ -76,12 +104,13 @@ def wrk(stack, name: str, script: str, path: str, secs: float, conns: int) -> di
     r = json.loads(line[len("BENCHJSON "):])
     r["seconds"] = r["duration_us"] / 1e6
     r["rps"] = round(r["requests"] / r["seconds"], 1)
-    for k in ("p50", "p90", "p99", "max"):
+    for k in ("p50", "p75", "p90", "p95", "p99", "p999", "min", "max"):
         r[f"{k}_ms"] = round(r.pop(f"{k}_us") / 1000.0, 2)
+    r["pcts_ms"] = [[p, round(us / 1000.0, 3)] for p, us in r.pop("pcts_us")]
     r["command"] = shlex.join(cmd)
     r["load1"] = os.getloadavg()[0]
     if cpu0:
-        cpu1 = stack.cpu_seconds()
+        cpu1 = cpu_seconds()
         r["cpu_s"] = {k: round(cpu1[k] - cpu0[k], 3) for k in cpu0}
     stack.check_alive()
     return r

@@ -41,6 +41,9 @@ def judge(fig: dict) -> None:
         met("latency", f["latency"]["p99_ms"] < 100, "p99 < 100 ms")
     if "lists" in f:
         met("lists", (f["lists"]["ratio"] or 0) >= 0.5, ">= 0.5 of one post's req/s, each list")
+    if "seed" in f:
+        met("seed", f["seed"]["views"]["met"] and f["seed"]["likes"]["met"],
+            "CPU per counted view <= 1/3 of the seed's design, per counted like <= 1/2")
 
 
 def lab_figures() -> dict:
@@ -69,6 +72,40 @@ def fmt(v, unit=""):
     elif isinstance(v, int):
         v = f"{v:,}"
     return f"{v}{unit}"
+
+
+def seed_rows(rows: list, x: dict) -> None:
+    """--only seed: ours / the seed's design, per kind of action (seed_compare.py)."""
+    o, s = x["ours"], x["seed"]
+    rows.append((f"vs the seed's design (-w {s['views']['web_workers']}, a task per action): "
+                 "ours / seed's", "", "", "ours/seed's", "", ""))
+    for kind, task in (("views", "update_post_view_count"), ("likes", "update_post_counts")):
+        a, b, r = o[kind], s[kind], x[kind]
+        one = kind[:-1]
+        rows.append((f"  {kind}: served/s", f"{fmt(a['served_per_s'])} / "
+                     f"{fmt(b['served_per_s'])}", f"task per {one}: {task}",
+                     fmt(r["served_per_s_ratio"]), "report", ""))
+        rows.append((f"  {kind}: counted/s until drained (s after load)",
+                     f"{fmt(a['counted_per_s'])} / {fmt(b['counted_per_s'])}",
+                     f"{fmt(a['drain_after_load_s'])} / {fmt(b['drain_after_load_s'])} s, "
+                     f"backlog max {fmt(a['backlog_max'])} / {fmt(b['backlog_max'])}",
+                     fmt(r["counted_per_s_ratio"]), "report",
+                     "" if a["drained"] and b["drained"] else "NOT DRAINED"))
+        rows.append((f"  CPU ms per counted {one}, stack (web)",
+                     f"{fmt(a['cpu_ms_per_counted']['stack'])} "
+                     f"({fmt(a['cpu_ms_per_counted']['web'])}) / "
+                     f"{fmt(b['cpu_ms_per_counted']['stack'])} "
+                     f"({fmt(b['cpu_ms_per_counted']['web'])})", "",
+                     f"{fmt(r['cpu_per_counted_ratio'])} ({fmt(r['web_cpu_per_counted_ratio'])})",
+                     r["goal"], "yes" if r["met"] else "NO"))
+    if x.get("seed_ack_failures"):
+        rows.append(("  seed's worker: acks failed (redelivered: counted twice)",
+                     fmt(x["seed_ack_failures"]), "kombu pool vs -c 1000", "", "report", ""))
+    po, ps = o.get("polling") or {}, s.get("polling") or {}
+    rows.append(("  long-polling requests failed, no sticky routing",
+                 f"{fmt(po.get('failure_rate'))} / {fmt(ps.get('failure_rate'))}",
+                 f"{fmt(ps.get('sessions'))} sessions, {fmt(ps.get('sessions_with_a_failure'))}"
+                 " of the seed's hit", "", "ours 0", "yes" if po.get("failed") == 0 else "NO"))
 
 
 def table(res: dict) -> str:
@@ -144,6 +181,8 @@ def table(res: dict) -> str:
         rows.append((f"counts fan-out to {fmt(x.get('subscribed'))} subscribers p50/p99",
                      f"{fmt(x.get('p50_ms'))} / {fmt(x.get('p99_ms'))} ms",
                      f"missing {fmt(x.get('missing'))}", "", "p99 < 1 s", ok(x)))
+    if "seed" in f:
+        seed_rows(rows, f["seed"])
     if "lists" in f:
         x = f["lists"]
         for name, what in (("front", "front page GET /api/posts"), ("hot", "?sort=hot"),

@@ -32,6 +32,13 @@ absolute numbers drift with the machine and its load (docs/performance.md explai
   latency         p50/p99 of GET /api/posts/<id> at 70% of the saturating rate (the `views`
                   rate), open-loop-ish: exponential think times in wrk's delay() hook,
                   p99 target < 100 ms
+  seed            the seed document's design beside ours, same machine and data (seed_compare.py):
+                  gunicorn -w 2*nproc+1 GeventWebSocketWorker --worker-connections 2000 and a
+                  Celery task .delay()ed per view (update_post_view_count) and per like
+                  (update_post_counts), worker --pool=gevent -c 1000 -O fair: for views and
+                  likes served/s, counted/s (until the backlog is drained) and the whole
+                  stack's CPU per counted action, ours / seed's: views <= 1/3, likes <= 1/2;
+                  and Socket.IO long-polling failures without sticky routing (ours: 0)
   lists           with list_posts (1,000,000) more posts inserted with SQL (generate_series):
                   the front page GET /api/posts, ?sort=hot, and a cursor page 90 % deep in
                   each order, req/s / GET /api/posts/<id> req/s (one post) in interleaved
@@ -41,6 +48,8 @@ absolute numbers drift with the machine and its load (docs/performance.md explai
                   .cache/lab/timings.json when present, else "not measured"
 
 --quick: a few seconds per scenario and small counts (the backend suite's smoke run).
+--plots DIR: where the two PNGs go (default DATA): the latency distribution of each request kind
+  and ours against the seed's design (tests/bench/plots.py; it also redraws them from a JSON).
 --profile: also records the web worker (and the io worker during io_drain) with py-spy
   (--nonblocking, 100 Hz) and writes collapsed stacks plus a top-frames summary to
   DATA/profiles/ (perturbs the figures a little; use it to explain a miss).
@@ -77,6 +86,7 @@ from bench.common import (  # noqa: E402
 from bench.lab_nginx import run_lab  # noqa: E402
 from bench.report import judge, lab_figures, table  # noqa: E402
 from bench.scenarios import Scenarios  # noqa: E402
+from bench.seed_compare import SeedCompare  # noqa: E402
 from bench.stack import Stack  # noqa: E402
 
 
@@ -103,7 +113,8 @@ def measure(stack: Stack, args) -> dict:
     fig["healthz_rps"] = scenarios.healthz()
     later = (("latency", lambda: scenarios.latency(fig["views"]["rps"])),
              ("io_drain", scenarios.io_drain), ("ws_hold", scenarios.ws_hold),
-             ("fanout", scenarios.fanout), ("lists", scenarios.lists))
+             ("fanout", scenarios.fanout), ("seed", SeedCompare(scenarios).run),
+             ("lists", scenarios.lists))
     for key, fn in later:
         if key not in only:
             continue
@@ -118,6 +129,8 @@ def measure(stack: Stack, args) -> dict:
     # overall exactness: every GET of a post served so far is in PostgreSQL
     settled = stack.settle_views()
     total_served, total_db = stack.post_views_served(), stack.db_views()
+    # the seed's design counted views of its own (its web is not in the metrics read above)
+    total_db -= (fig.get("seed") or {}).get("seed_views_in_db", 0)
     judge(fig)
     return {
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
@@ -150,6 +163,9 @@ def main() -> int:
     ap.add_argument("--data", default=str(ROOT / ".data" / "bench"),
                     help="data dir of the private PostgreSQL/Redis and logs")
     ap.add_argument("--profile", action="store_true", help="py-spy the web/io workers")
+    ap.add_argument("--plots", metavar="DIR",
+                    help="where the PNGs go (plots.py: bench-latency.png, bench-vs-seed.png; "
+                         "default DATA; docs/img for docs/performance.md)")
     ap.add_argument("--set", action="append", metavar="KEY=VALUE",
                     help="override a size/duration (users, posts, http_secs, rounds, ...)")
     ap.add_argument("--env", action="append", metavar="KEY=VALUE",
@@ -212,6 +228,13 @@ def main() -> int:
     out.write_text(json.dumps(res, indent=2) + "\n")
     print(table(res))
     print(f"\nJSON: {out}")
+    try:
+        from bench.plots import make_plots
+
+        for png in make_plots(res, Path(args.plots) if args.plots else stack.data):
+            print(f"plot: {png}")
+    except ImportError as e:  # matplotlib is in tests/requirements.txt
+        log(f"no plots: {e}")
     return 0
 
 

@@ -130,16 +130,20 @@ class Scenarios:
             f"PostgreSQL, {batches} batches")
         return r
 
-    def likes(self) -> dict:
+    def like_script(self, post_ids: list[int], seed: int) -> str:
+        """wrk's Lua: POST /api/actions (like) by a random seeded user of a random post."""
         tokens = [u["token"] for u in self.stack.users]
-        script = (f"local tokens = {lua_list(tokens)}\n"
-                  f"local ids = {lua_list(self.stack.post_ids)}\n" + LUA_SEED % 2 +
-                  "function request()\n"
-                  "  local body = '{\"action\": \"like\", \"target_type\": \"post\", "
-                  "\"target_id\": ' .. ids[math.random(#ids)] .. '}'\n"
-                  "  return wrk.format(\"POST\", \"/api/actions\", {[\"Authorization\"] = "
-                  "\"Bearer \" .. tokens[math.random(#tokens)], [\"Content-Type\"] = "
-                  "\"application/json\"}, body)\nend\n")
+        return (f"local tokens = {lua_list(tokens)}\n"
+                f"local ids = {lua_list(post_ids)}\n" + LUA_SEED % seed +
+                "function request()\n"
+                "  local body = '{\"action\": \"like\", \"target_type\": \"post\", "
+                "\"target_id\": ' .. ids[math.random(#ids)] .. '}'\n"
+                "  return wrk.format(\"POST\", \"/api/actions\", {[\"Authorization\"] = "
+                "\"Bearer \" .. tokens[math.random(#tokens)], [\"Content-Type\"] = "
+                "\"application/json\"}, body)\nend\n")
+
+    def likes(self) -> dict:
+        script = self.like_script(self.stack.post_ids, 2)
         mismatch_sql = """
             SELECT count(*) FROM posts p WHERE p.likes_count <>
               (SELECT count(*) FROM reactions r WHERE r.post_id = p.id AND r.action = 'like')"""
@@ -178,7 +182,8 @@ class Scenarios:
         h = combine(self.healthz_runs)
         return {"value": h["rps"], "runs_rps": h["rounds_rps"],
                 "min": min(h["rounds_rps"]), "max": max(h["rounds_rps"]),
-                "p50_ms": h["p50_ms"], "p99_ms": h["p99_ms"], "command": h["command"]}
+                "p50_ms": h["p50_ms"], "p99_ms": h["p99_ms"], "pcts_ms": h["pcts_ms"],
+                "command": h["command"]}
 
     def latency(self, sat_rps: float) -> dict:
         target = 0.7 * sat_rps

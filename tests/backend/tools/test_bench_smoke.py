@@ -61,6 +61,20 @@ def test_bench_quick_writes_every_figure(tmp_path):
         assert _number(f["lists"][key]["rps"]) and _number(f["lists"][key]["ratio"]), key
         assert f["lists"][key]["non_2xx"] == 0, (key, f["lists"][key])
     assert "cursor=" in f["lists"]["paths"]["deep_hot"]
+    seed = f["seed"]  # the seed's design side by side (seed_compare.py)
+    for kind in ("views", "likes"):
+        for design in ("ours", "seed"):
+            x = seed[design][kind]
+            assert x["counted"] > 0 and x["drained"], (design, kind, x)
+            assert _number(x["served_per_s"]) and _number(x["counted_per_s"]), (design, kind)
+            assert _number(x["cpu_ms_per_counted"]["stack"]), (design, kind)
+            assert x["non_2xx"] == 0, (design, kind, x)
+        assert _number(seed[kind]["cpu_per_counted_ratio"]), kind
+        assert isinstance(seed[kind]["met"], bool), kind
+    assert seed["ours"]["polling"]["failed"] == 0, seed["ours"]["polling"]  # one worker
+    assert seed["seed"]["polling"]["requests"] > 0
+    for key in ("healthz_rps", "post_get", "views", "likes", "latency"):  # latency distributions
+        assert len(f[key]["pcts_ms"]) > 10 and all(_number(v) for _, v in f[key]["pcts_ms"]), key
     assert {"nginx_vs_straight", "up_from_nothing_s", "converge_again_s"} <= set(f["lab"])
     assert res["machine"]["nproc"] >= 1 and res["machine"]["load_before"]
     assert "| figure" in done.stdout  # the table was printed
