@@ -1,12 +1,70 @@
-"""What the browser tests (tests/backend/browser/) do in a page, with Selenium: wait for
-something, read a text, sign up, write."""
+"""Headless Chromium for the browser tests (tests/backend/browser/, and the lab's
+tests/infra/e2e/test_e2e_web_page.py), and what they do in a page with Selenium: wait for
+something, read a text, sign up, write. Debian's chromium and chromium-driver (make setup);
+nothing is downloaded: the driver's path is given, so Selenium Manager stays out of it."""
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import tempfile
 import uuid
+from pathlib import Path
 
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
+
+CHROMIUM = next((p for p in ("/usr/lib/chromium/chromium", "/usr/bin/chromium")
+                 if Path(p).exists()), None)
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+
+def available() -> bool:
+    return bool(CHROMIUM) and Path(CHROMEDRIVER).exists()
+
+
+def start_chromium(base_url: str, width: int = 1280, height: int = 900,
+                   self_signed: bool = False):
+    """A new headless Chromium session with a profile of its own (its own localStorage: each
+    session is another person); driver.base_url is the site. Quit it with quit_chromium."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    profile = tempfile.mkdtemp(prefix="synspirit-chromium-")
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--no-first-run", "--disable-extensions", "--disable-background-networking",
+                "--disable-sync", "--no-proxy-server", "--lang=en-US",
+                f"--user-data-dir={profile}", f"--window-size={width},{height}"):
+        options.add_argument(arg)
+    if self_signed:  # a test site's own certificate
+        options.add_argument("--ignore-certificate-errors")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options,
+                              service=Service(executable_path=CHROMEDRIVER, log_output=os.devnull))
+    driver.set_page_load_timeout(30)
+    driver.base_url = base_url
+    driver.profile_dir = profile
+    return driver
+
+
+def console_problems(driver) -> list[str]:
+    """The console's Content-Security-Policy violations and errors."""
+    bad = []
+    for entry in driver.get_log("browser"):
+        message = entry.get("message", "")
+        if "Content Security Policy" in message or entry.get("level") == "SEVERE":
+            bad.append(f"{entry.get('level')}: {message}")
+    return bad
+
+
+def quit_chromium(driver) -> None:
+    try:
+        driver.quit()
+    finally:
+        shutil.rmtree(driver.profile_dir, ignore_errors=True)
+
 
 PASSWORD = "correct-horse-battery"
 LIVE = 20  # seconds a live update may take: the counts reach the page within about 2 s
