@@ -304,11 +304,19 @@
         void node.offsetWidth; // restart the animation
         node.classList.add("bump");
       }
+      const word = node.nextElementSibling;
+      if (word && word.dataset.one) word.textContent = plural(Number(value), word.dataset.one, word.dataset.many);
     }
   }
 
   function count(type, id, name, value) {
     return el("span", { class: "count", "data-count": type + ":" + id + ":" + name }, String(value));
+  }
+
+  // "1 like", "2 likes": the word follows the count when it changes (setCount).
+  function counted(type, id, name, value, one, many) {
+    return el("span", { class: "counted" }, count(type, id, name, value), " ",
+      el("span", { "data-one": one, "data-many": many }, plural(value, one, many)));
   }
 
   // --- routing -------------------------------------------------------------------------------------------
@@ -433,9 +441,9 @@
       el("p", { class: "card-text" }, text),
       el("p", { class: "meta" },
         el("span", { class: "author" }, item.author.username), " · ", timeEl(item.created_at),
-        " · ", count(kind, item.id, "likes", c.likes), " likes",
-        " · ", count(kind, item.id, "comments", c.comments), " comments",
-        " · ", count(kind, item.id, "views", c.views), " views"));
+        " · ", counted(kind, item.id, "likes", c.likes, "like", "likes"),
+        " · ", counted(kind, item.id, "comments", c.comments, "comment", "comments"),
+        " · ", counted(kind, item.id, "views", c.views, "view", "views")));
   }
 
   // --- a post or an article ------------------------------------------------------------------------------
@@ -477,8 +485,8 @@
       toggleButton("like", kind, id, "Like", "Liked", c.likes, "likes"),
       toggleButton("collect", kind, id, "Collect", "Collected", c.collects, "collects"),
       shareButton(kind, id, c.shares),
-      el("span", { class: "stat" }, count(kind, id, "comments", c.comments), " comments"),
-      el("span", { class: "stat" }, count(kind, id, "views", c.views), " views"),
+      el("span", { class: "stat" }, counted(kind, id, "comments", c.comments, "comment", "comments")),
+      el("span", { class: "stat" }, counted(kind, id, "views", c.views, "view", "views")),
       own ? deleteButton("Delete", async () => {
         await api("DELETE", "/api/" + kind + "s/" + id);
         toast(kind === "post" ? "Post deleted." : "Article deleted.");
