@@ -15,6 +15,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
+from testkit import browser as chromium
 from testkit.apiclient import API
 from testkit.browser import PASSWORD, live, mark_page, not_reloaded, signup, text_of, wait, write
 from testkit.processes import free_port, web_command
@@ -50,6 +51,16 @@ def test_two_people_write_like_and_comment_live(browser):
     t0 = time.monotonic()
     wait(a, lambda d: text_of(d, likes) == "1", message="A's like count did not move")
     like_seconds = time.monotonic() - t0
+    assert not_reloaded(a)
+    # Collect and share too.
+    b.find_element(By.ID, "collect-button").click()
+    wait(a, lambda d: text_of(d, f'[data-count="post:{post_id}:collects"]') == "1")
+    b.find_element(By.ID, "share-button").click()
+    wait(b, lambda d: f"/posts/{post_id}" in text_of(d, "#toast"))
+    wait(a, lambda d: text_of(d, f'[data-count="post:{post_id}:shares"]') == "1")
+    # B takes the like back: A sees it.
+    b.find_element(By.ID, "like-button").click()
+    wait(a, lambda d: text_of(d, likes) == "0")
     assert not_reloaded(a)
 
     # A comments: B sees the comment and the count arrive.
@@ -190,3 +201,18 @@ def test_the_page_comes_back_by_itself_after_the_server_went_away(browser, procs
         assert not_reloaded(page)
     finally:
         procs.stop("gunicorn-browser")
+
+
+def test_the_page_refuses_inline_script(browser):
+    """The page's own CSP (the one nginx sends) is enforced, and a violation shows in the
+    console, which every other test checks is free of them."""
+    page = browser(allow_console_errors=True)
+    page.get(page.base_url + "/")
+    wait(page, lambda d: d.find_elements(By.CSS_SELECTOR, "#post-feed"))
+    page.execute_script("""
+        const s = document.createElement('script');
+        s.textContent = 'window.__inline_ran = 1';
+        document.body.append(s);""")
+    time.sleep(0.3)
+    assert page.execute_script("return window.__inline_ran") is None
+    assert any("Content Security Policy" in p for p in chromium.console_problems(page))
