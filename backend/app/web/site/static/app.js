@@ -399,7 +399,8 @@
     const columns = el("div", { class: "columns" },
       feedSection("post", "Posts", sort, generation),
       feedSection("article", "Articles", sort, generation));
-    main.append(el("div", { class: "homehead" }, heading(sort === "hot" ? "Hot" : "Newest"), tabs), intro, columns);
+    main.append(...[el("div", { class: "homehead" }, heading(sort === "hot" ? "Hot" : "Newest"), tabs),
+      intro, columns].filter(Boolean));
   }
 
   function feedSection(kind, title, sort, generation) {
@@ -731,7 +732,8 @@
     for (const [name, f] of Object.entries(fields)) {
       f.error.textContent = error.fields && error.fields[name] ? error.fields[name] : "";
     }
-    general.textContent = error.message;
+    const named = error.fields && Object.keys(error.fields).some((name) => name in fields);
+    general.textContent = named ? "Please correct the fields above." : error.message;
   }
 
   function authForm(mode, generation) {
