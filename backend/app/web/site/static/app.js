@@ -17,7 +17,6 @@
     token: null,
     user: null,
     socket: null,
-    connectedOnce: false,
     subscriptions: new Set(), // "post:12": items whose events this page wants
     page: null, // what the current page needs from live events (see renderItem)
     generation: 0, // bumped on every navigation: late answers for a left page are dropped
@@ -232,8 +231,8 @@
     socket.on("connect", () => {
       setLive("live", "live-on");
       for (const key of state.subscriptions) emitSubscribe(socket, key);
-      if (state.connectedOnce && state.page && state.page.repair) state.page.repair();
-      state.connectedOnce = true;
+      // Events sent while not subscribed are lost: ask the API for what they would have said.
+      if (state.page && state.page.repair) state.page.repair();
     });
     socket.on("disconnect", (reason) => {
       setLive("reconnecting", "live-wait");
@@ -260,7 +259,6 @@
       state.socket.disconnect();
       state.socket = null;
     }
-    state.connectedOnce = false;
     connect();
   }
 
