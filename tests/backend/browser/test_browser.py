@@ -128,7 +128,8 @@ def test_phone_width_and_keyboard(browser, api, register_user):
     phone = browser(375, 800)
     for path in ("/", f"/posts/{post['id']}", "/signup", "/write"):
         phone.get(phone.base_url + path)
-        wait(phone, lambda d: d.find_elements(By.CSS_SELECTOR, "main h1"))
+        wait(phone, lambda d: d.find_elements(By.CSS_SELECTOR, "main h1")
+             and not d.find_elements(By.CSS_SELECTOR, "[aria-busy]"))  # the lists are in
         time.sleep(0.3)
         width = phone.execute_script(
             "return [document.documentElement.scrollWidth, window.innerWidth]")

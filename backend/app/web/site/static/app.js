@@ -399,6 +399,7 @@
       feedSection("article", "Articles", sort, generation));
     main.append(...[el("div", { class: "homehead" }, heading(sort === "hot" ? "Hot" : "Newest"), tabs),
       intro, columns].filter(Boolean));
+    focusHeading();
   }
 
   function feedSection(kind, title, sort, generation) {
@@ -816,6 +817,7 @@
       }
     });
     main.append(el("div", { class: "narrow wide" }, heading("Write"), form));
+    focusHeading();
   }
 
   // --- start ---------------------------------------------------------------------------------------
