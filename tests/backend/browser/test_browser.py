@@ -22,10 +22,10 @@ from testkit.processes import free_port, web_command
 
 
 def test_two_people_write_like_and_comment_live(browser):
-    a, b = browser(), browser()
+    a, b = browser(allow_console_errors=True), browser()  # a: checked below
 
     # A signs up, writes a post (Chinese and English), finds it on the front page.
-    signup(a, "writer")
+    writer = signup(a, "writer")
     title = f"你好，SynSpirit 社区 {uuid.uuid4().hex[:6]}"
     post_id = write(a, title, "第一段：中文内容。\nSecond line in English.")
     assert text_of(a, "#item-content") == "第一段：中文内容。\nSecond line in English."
@@ -82,6 +82,19 @@ def test_two_people_write_like_and_comment_live(browser):
     wait(a, lambda d: d.find_element(By.ID, "nav-signin").is_displayed())
     assert not a.find_element(By.ID, "nav-user").is_displayed()
     assert a.execute_script("return localStorage.getItem('synspirit.session')") is None
+    # Up to here A's console is clean (the wrong password below logs its 401).
+    assert chromium.console_problems(a) == []
+    # ... and signs in again, the name in another case (accounts are case-insensitive).
+    a.find_element(By.ID, "nav-signin").click()
+    wait(a, lambda d: d.find_elements(By.ID, "signin-form"))
+    a.find_element(By.ID, "username").send_keys(writer.upper())
+    a.find_element(By.ID, "password").send_keys("wrong-password")
+    a.find_element(By.ID, "auth-submit").click()
+    wait(a, lambda d: text_of(d, "#form-error") != "", message="no error for a wrong password")
+    a.find_element(By.ID, "password").clear()
+    a.find_element(By.ID, "password").send_keys(PASSWORD)
+    a.find_element(By.ID, "auth-submit").click()
+    wait(a, lambda d: text_of(d, "#nav-user") == writer, message="not signed in again")
     print(f"like seen by the other session after {like_seconds:.2f} s")
 
 
