@@ -12,7 +12,7 @@
 #   5. runs the web instance (gunicorn with production's settings, app/gunicorn_config.py), the
 #      io worker (gevent pool),
 #      the cpu worker (prefork pool) and the scheduler (celery beat), prints the URL once
-#      /healthz answers, and stops all of it (and the private PostgreSQL/Redis it started)
+#      /healthz answers (the web page: sign up, write, like, comment), and stops all of it (and the private PostgreSQL/Redis it started)
 #      on Ctrl-C / SIGTERM, or when one of them dies.
 #
 # Environment: API_HOST (127.0.0.1), API_PORT (5000), WORKER_CONNECTIONS and WEB_TIMEOUT
@@ -176,7 +176,7 @@ until healthy; do
     ((SECONDS < deadline)) || ss_die "$URL/healthz did not answer within 120 s"
     sleep 0.5
 done
-ss_log "SynSpirit is running: $URL/  (API $URL/api/, Socket.IO $URL/socket.io/) - Ctrl-C stops it"
+ss_log "SynSpirit is running: open $URL/ in a browser  (API $URL/api/, Socket.IO $URL/socket.io/) - Ctrl-C stops it"
 
 # Stay in the foreground until a signal arrives or a component dies.
 while :; do

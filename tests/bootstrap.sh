@@ -15,9 +15,13 @@ export SS_LOG_PREFIX=bootstrap
 #   lab and infra suites: mmdebstrap, systemd-container (systemd-nspawn hosts), tinyproxy-bin
 #   (apt proxy for the hosts), openssh-client, iproute2 (bridge), rsync, nginx, wrk, curl
 #   the virtualenv: python3, python3-venv
+#   browser tests (tests/backend/browser/): chromium, chromium-driver (Selenium's driver,
+#   /usr/bin/chromedriver) and fonts-wqy-microhei (a Chinese font: Debian's minimal systems
+#   have none, and the page's Chinese text would show as boxes)
 TEST_DEBS=(
     python3 python3-venv ca-certificates make
     postgresql redis-server redis-sentinel
+    chromium chromium-driver fonts-wqy-microhei
     nginx wrk curl
     mmdebstrap systemd-container tinyproxy-bin openssh-client iproute2 rsync
 )

@@ -10,7 +10,8 @@ def create_app(config: dict | None = None):
 
     from .config import load_config
 
-    app = Flask(__name__)
+    # No app-wide static folder: the web page's files are the `web` blueprint's (app/web/).
+    app = Flask(__name__, static_folder=None)
 
     # Configuration: the environment, then explicit overrides (tests).
     app.config.update(load_config())
@@ -53,11 +54,11 @@ def create_app(config: dict | None = None):
 
     # Blueprints: one per feature (content: one per kind), each defined at the top of the
     # module holding its routes, every route declared by a decorator on its view function.
-    from . import actions, auth, content, metrics, openapi, ops
+    from . import actions, auth, content, metrics, openapi, ops, web
     from .realtime import events  # noqa: F401  (registers the Socket.IO handlers)
 
     for bp in (ops.bp, auth.bp, content.posts, content.articles, actions.bp, openapi.bp,
-               metrics.bp):
+               metrics.bp, web.bp):
         app.register_blueprint(bp)
 
     # Error handlers.

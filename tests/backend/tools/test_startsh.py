@@ -82,6 +82,10 @@ def _check_serving(port: int) -> None:
     assert requests.get(base + "/healthz", timeout=5).status_code == 200
     ready = requests.get(base + "/readyz", timeout=5)
     assert ready.status_code == 200, ready.text
+    # The printed URL opens the web page (tests/backend/browser/ uses it in a browser).
+    page = requests.get(base + "/", timeout=5)
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    assert "/static/app.js?v=" in page.text
 
 
 def test_start_sh_runs_everything_and_ctrl_c_stops_it_all(tmp_path):
