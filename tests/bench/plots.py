@@ -88,9 +88,14 @@ def plot_latency(res: dict, out: Path) -> Path | None:
             ax.plot(*zip(*pts, strict=True), marker=".", color=color, linestyle=style,
                     label=label)
         _percentile_axes(ax, "Ours vs the seed's design, same load (seed scenario)")
+    return _save(fig, res, out / LATENCY_PNG)
+
+
+def _save(fig, res: dict, path: Path) -> Path:
+    """Title the figure with the run's machine, write it, free it."""
+    import matplotlib.pyplot as plt
     fig.suptitle(_subtitle(res), fontsize=9, y=0.995)
     fig.tight_layout()
-    path = out / LATENCY_PNG
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -180,12 +185,7 @@ def plot_vs_seed(res: dict, out: Path) -> Path | None:
                  fontsize=10)
     ax.grid(True, axis="y", alpha=0.3)
 
-    fig.suptitle(_subtitle(res), fontsize=9, y=0.995)
-    fig.tight_layout()
-    path = out / VS_SEED_PNG
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, res, out / VS_SEED_PNG)
 
 
 def make_plots(res: dict, out: Path) -> list[Path]:
