@@ -26,12 +26,13 @@ def content_counts(item) -> dict:
     }
 
 
-def content(item, kind: str) -> dict:
+def content(item, kind: str, author=None) -> dict:
+    """author: the item's author when the caller has it (no query for item.author)."""
     out = {
         "id": item.id,
         "title": item.title,
         "content": item.content,
-        "author": user_public(item.author),
+        "author": user_public(author or item.author),
         "created_at": iso(item.created_at),
         "updated_at": iso(item.updated_at),
         "counts": content_counts(item),
@@ -43,11 +44,11 @@ def content(item, kind: str) -> dict:
     return out
 
 
-def comment(item) -> dict:
+def comment(item, author=None) -> dict:
     return {
         "id": item.id,
         "content": item.content,
-        "author": user_public(item.author),
+        "author": user_public(author or item.author),
         "created_at": iso(item.created_at),
         "counts": {"likes": item.likes_count},
     }

@@ -155,6 +155,9 @@ def render_pending_articles() -> int:
     return sum(render_article(article_id) for article_id in list(ids))
 
 
+# Web instances publish comments and notifications straight to the Socket.IO message queue
+# (content/routes.py, actions/routes.py); these two tasks stay registered for the messages an
+# earlier release queued before a deploy, and for operators' scripts.
 @shared_task(**RETRY_KWARGS)
 def broadcast_comment(kind: str, content_id: int, comment: dict) -> None:
     emit.comment(kind, content_id, comment)

@@ -30,11 +30,11 @@ PROFILES = {
                   fan_subs=20, fan_rounds=3, list_posts=20_000, list_secs=1,
                   seed_posts=40, poll_sessions=10),
 }
-SCENARIOS = ("post_get", "views", "likes", "latency", "io_drain", "ws_hold", "fanout", "seed",
+SCENARIOS = ("post_get", "views", "likes", "comments", "latency", "io_drain", "ws_hold", "fanout", "seed",
              "lists")
 
 # Figures every results.json carries (the smoke test checks them).
-FIGURES = ("healthz_rps", "post_get", "views", "likes", "io_drain", "ws_hold", "fanout",
+FIGURES = ("healthz_rps", "post_get", "views", "likes", "comments", "io_drain", "ws_hold", "fanout",
            "latency", "seed", "lists", "lab")
 
 

@@ -39,6 +39,7 @@ def latency_series(res: dict) -> tuple[list, list]:
                        ("post_get", "GET /api/posts/<id>, one post"),
                        ("views", "GET /api/posts/<id>, many posts (views)"),
                        ("likes", "POST /api/actions (like)"),
+                       ("comments", "POST /api/posts/<id>/comments"),
                        ("latency", "GET post, open loop at ~70 % of saturation")):
         if ok.get(key, {}).get("pcts_ms"):
             kinds.append((label, ok[key]["pcts_ms"]))

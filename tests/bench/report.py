@@ -26,6 +26,10 @@ def judge(fig: dict) -> None:
         lk = f["likes"]
         met("likes", lk["exact"] and lk["converged_s"] is not None and lk["converged_s"] <= 2,
             "report; exact, converged within 2 s")
+    if "comments" in f:
+        c = f["comments"]
+        met("comments", c["exact"] and c["converged_s"] is not None and c["converged_s"] <= 2,
+            "report; exact, converged within 2 s")
     if "io_drain" in f:
         f["io_drain"]["target"] = "report the ratio"
     if "ws_hold" in f:
@@ -159,6 +163,13 @@ def table(res: dict) -> str:
         cpu_row(x)
         rows.append(("  likes exact, converged after", f"{fmt(x['converged_s'])} s",
                      f"{fmt(x['likes_rows'])} likes", "", "exact, <= 2 s", ok(x)))
+    if "comments" in f:
+        x = f["comments"]
+        rows.append(("comments created/s over HTTP (many users)", fmt(x["rps"]),
+                     fmt(x["floor_rps"]), fmt(x["ratio"]), "report", ""))
+        cpu_row(x)
+        rows.append(("  comments exact, converged after", f"{fmt(x['converged_s'])} s",
+                     f"{fmt(x['comments_added'])} comments", "", "exact, <= 2 s", ok(x)))
     if "io_drain" in f:
         x = f["io_drain"]
         rows.append(("io queue: update_post_counts/s", fmt(x["counter_per_s"]),

@@ -110,6 +110,8 @@ def measure(stack: Stack, args) -> dict:
         fig["views"] = scenarios.views()
     if "likes" in only:
         fig["likes"] = scenarios.likes()
+    if "comments" in only:
+        fig["comments"] = scenarios.comments()
     fig["healthz_rps"] = scenarios.healthz()
     later = (("latency", lambda: scenarios.latency(fig["views"]["rps"])),
              ("io_drain", scenarios.io_drain), ("ws_hold", scenarios.ws_hold),

@@ -142,26 +142,26 @@ class Scenarios:
                 "\"Bearer \" .. tokens[math.random(#tokens)], [\"Content-Type\"] = "
                 "\"application/json\"}, body)\nend\n")
 
+    def converge(self, mismatch_sql: str) -> dict:
+        """Seconds from now (wrk just stopped; requests still in flight on the server included)
+        until no post's count differs from its rows (mismatch_sql counts those that do)."""
+        t_end = time.monotonic()
+        converged, mismatched = None, None
+        while time.monotonic() < t_end + 60:
+            mismatched = int(self.stack.sql(mismatch_sql))
+            if mismatched == 0:
+                converged = round(time.monotonic() - t_end, 2)
+                break
+            time.sleep(0.1)
+        return {"converged_s": converged, "posts_mismatched": mismatched}
+
     def likes(self) -> dict:
         script = self.like_script(self.stack.post_ids, 2)
         mismatch_sql = """
             SELECT count(*) FROM posts p WHERE p.likes_count <>
               (SELECT count(*) FROM reactions r WHERE r.post_id = p.id AND r.action = 'like')"""
-
-        def converge() -> dict:
-            # from the moment wrk stopped (requests still in flight on the server included)
-            t_end = time.monotonic()
-            converged, mismatched = None, None
-            while time.monotonic() < t_end + 60:
-                mismatched = int(self.stack.sql(mismatch_sql))
-                if mismatched == 0:
-                    converged = round(time.monotonic() - t_end, 2)
-                    break
-                time.sleep(0.1)
-            return {"converged_s": converged, "posts_mismatched": mismatched}
-
         r = self.paired("likes", script, "/", self.p["like_secs"] / self.p["rounds"],
-                        after_last=converge)
+                        after_last=lambda: self.converge(mismatch_sql))
         rows = int(self.stack.sql("SELECT count(*) FROM reactions WHERE action = 'like' "
                                   "AND post_id IS NOT NULL"))
         cached = int(self.stack.sql("SELECT COALESCE(sum(likes_count), 0) FROM posts"))
@@ -171,6 +171,32 @@ class Scenarios:
                   "note": "converged_s: from the end of the last likes round until every "
                           "post's likes_count equals its rows"})
         log(f"likes: {rows} likes stored, converged {r['converged_s']} s after the load")
+        return r
+
+    def comments(self) -> dict:
+        """POST /api/posts/<id>/comments by a random seeded user on a random post; then every
+        post's comments_count must equal its rows."""
+        tokens = [u["token"] for u in self.stack.users]
+        script = (f"local tokens = {lua_list(tokens)}\n"
+                  f"local ids = {lua_list(self.stack.post_ids)}\n" + LUA_SEED % 3 +
+                  "function request()\n"
+                  "  return wrk.format(\"POST\", \"/api/posts/\" .. ids[math.random(#ids)] .. "
+                  "\"/comments\", {[\"Authorization\"] = \"Bearer \" .. "
+                  "tokens[math.random(#tokens)], [\"Content-Type\"] = \"application/json\"}, "
+                  "'{\"content\": \"A comment of the bench, long enough to be a sentence.\"}')"
+                  "\nend\n")
+        mismatch_sql = """
+            SELECT count(*) FROM posts p WHERE p.comments_count <>
+              (SELECT count(*) FROM post_comments c WHERE c.post_id = p.id)"""
+        before = int(self.stack.sql("SELECT count(*) FROM post_comments"))
+        r = self.paired("comments", script, "/", self.p["like_secs"] / self.p["rounds"],
+                        after_last=lambda: self.converge(mismatch_sql))
+        rows = int(self.stack.sql("SELECT count(*) FROM post_comments"))
+        counted = int(self.stack.sql("SELECT COALESCE(sum(comments_count), 0) FROM posts"))
+        r.update({"comments_rows": rows, "comments_added": rows - before,
+                  "comments_counted": counted,
+                  "exact": r["posts_mismatched"] == 0 and rows == counted})
+        log(f"comments: {rows - before} added, converged {r['converged_s']} s after the load")
         return r
 
     def healthz(self) -> dict:

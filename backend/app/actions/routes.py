@@ -7,9 +7,10 @@ import logging
 
 import redis.exceptions
 from flask import Blueprint, g, jsonify
-from sqlalchemy import delete, select, text
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
+from .. import rawdb
 from ..auth.security import login_required
 from ..dispatch import recount
 from ..errors import APIError, not_found
@@ -25,10 +26,14 @@ bp = Blueprint("actions", __name__)
 log = logging.getLogger(__name__)
 
 
-def _checked(body: ActionBody):
+def _comments_take_likes_only(body: ActionBody) -> None:
     if body.target_type.endswith("_comment") and body.action != "like":
         raise APIError(400, "unsupported_action", "comments can only be liked",
                        {"action": "comments take 'like' only"})
+
+
+def _checked(body: ActionBody):
+    _comments_take_likes_only(body)
     model = TARGET_MODELS[body.target_type]
     # Only the author is needed: no ORM object with the whole text.
     author_id = db.session.scalar(select(model.author_id).where(model.id == body.target_id))
@@ -37,28 +42,38 @@ def _checked(body: ActionBody):
     return author_id
 
 
-# The reaction and, when it is new, the record that its author is told about it, in one
-# statement: a notice already there (like, unlike, like again) means nobody is told again.
+# The target's author, the reaction and, when it is new, the record that its author is told
+# about it, in one statement and one commit (rawdb): no reaction without a target (the author
+# is NULL then), and a notice already there (like, unlike, like again) means nobody is told
+# again. A target deleted meanwhile breaks the foreign key: IntegrityError.
 _REACT = """
-WITH reaction AS (
+WITH target AS (SELECT author_id FROM {table} WHERE id = %(target_id)s),
+reaction AS (
   INSERT INTO reactions (user_id, action, {column})
-  VALUES (:user_id, CAST(:action AS reaction_action), :target_id)
+  SELECT %(user_id)s, CAST(%(action)s AS reaction_action), %(target_id)s FROM target
   ON CONFLICT DO NOTHING RETURNING id),
 notice AS (
   INSERT INTO reaction_notices (user_id, action, {column})
-  SELECT :user_id, CAST(:action AS reaction_action), :target_id FROM reaction WHERE :notify
+  SELECT %(user_id)s, CAST(%(action)s AS reaction_action), %(target_id)s
+  FROM reaction, target WHERE target.author_id <> %(user_id)s
   ON CONFLICT DO NOTHING RETURNING id)
-SELECT (SELECT count(*) FROM reaction), (SELECT count(*) FROM notice)
+SELECT (SELECT author_id FROM target), (SELECT count(*) FROM notice)
 """
 
 
-def _react(user_id: int, body: ActionBody, notify: bool) -> tuple[bool, bool]:
-    """Store the reaction; returns (it is new, its author must be notified)."""
-    created, noticed = db.session.execute(
-        text(_REACT.format(column=REACTION_COLUMN[body.target_type])),
-        {"user_id": user_id, "action": body.action, "target_id": body.target_id,
-         "notify": notify}).one()
-    return bool(created), bool(noticed)
+def _react(user_id: int, body: ActionBody) -> tuple[int, bool]:
+    """Store the reaction; returns (the target's author, they must be notified), or 404."""
+    sql = _REACT.format(table=TARGET_MODELS[body.target_type].__tablename__,
+                        column=REACTION_COLUMN[body.target_type])
+    try:
+        [(owner_id, noticed)] = rawdb.fetch(sql, {
+            "user_id": user_id, "action": body.action, "target_id": body.target_id},
+            commit=True)
+    except IntegrityError:  # the target was deleted meanwhile
+        owner_id = None
+    if owner_id is None:
+        raise not_found(body.target_type.replace("_", " "))
+    return owner_id, bool(noticed)
 
 
 def _result(body: ActionBody, active: bool):
@@ -71,16 +86,9 @@ def _result(body: ActionBody, active: bool):
 @write_per_user
 def act():
     body = json_body(ActionBody)
-    owner_id = _checked(body)
-    # Read before the commit, which expires the loaded objects (no reload afterwards).
+    _comments_take_likes_only(body)
     actor = user_public(g.user)
-    try:
-        _, notify = _react(g.user.id, body, notify=owner_id != actor["id"])
-        db.session.commit()
-    except IntegrityError:  # the target was deleted meanwhile
-        db.session.rollback()
-        raise not_found(body.target_type.replace("_", " ")) from None
-    db.session.remove()  # give the connection back before talking to the broker
+    owner_id, notify = _react(g.user.id, body)
     # Always recount: a repeated request must still bring the count up to date.
     recount(body.target_type, body.target_id)
     if notify:

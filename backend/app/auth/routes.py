@@ -72,7 +72,7 @@ def logout():
 @password_change_per_account
 def change_password():
     body = json_body(PasswordChange)
-    user = g.user
+    user = db.session.get(User, g.user.id)  # g.user is what was read of it (security.py)
     if not verify_password(user.password_hash, body.current_password):
         raise APIError(403, "wrong_password", "the current password is wrong",
                        {"current_password": "wrong password"})

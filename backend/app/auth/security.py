@@ -12,9 +12,10 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app, g, request
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 from sqlalchemy.dialects.postgresql import insert
 
+from .. import rawdb
 from ..errors import APIError
 from ..extensions import db
 from ..models import RevokedToken, User
@@ -107,15 +108,33 @@ def read_token(token: str | None) -> TokenClaims | None:
     return TokenClaims(uid, key, jti, issued_at)
 
 
-def user_from_claims(claims: TokenClaims) -> User | None:
-    """The user, if the row the token was issued for still holds its key (no password change,
-    no other account under a reused id) and the token was not signed out. One query."""
-    revoked = select(RevokedToken.jti).where(RevokedToken.jti == claims.jti).exists()
-    return db.session.scalar(select(User).where(
-        User.id == claims.uid, User.token_key == claims.key, ~revoked))
+@dataclass(frozen=True)
+class SignedIn:
+    """The signed-in user as a request sees it (g.user): what routes read of the row. A route
+    that changes the row loads it (db.session.get(User, g.user.id))."""
+
+    id: int
+    username: str
+    created_at: datetime
 
 
-def user_from_token(token: str | None) -> User | None:
+# The row the token was issued for, if it still holds the token's key (no password change, no
+# other account under a reused id) and the token was not signed out: one query on every
+# authenticated request, so through rawdb (a third of the ORM's CPU).
+_SIGNED_IN_SQL = """
+SELECT id, username, created_at FROM users
+WHERE id = %(uid)s AND token_key = %(key)s
+  AND NOT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = %(jti)s)
+"""
+
+
+def user_from_claims(claims: TokenClaims) -> SignedIn | None:
+    rows = rawdb.fetch(_SIGNED_IN_SQL, {"uid": claims.uid, "key": claims.key,
+                                        "jti": claims.jti})
+    return SignedIn(*rows[0]) if rows else None
+
+
+def user_from_token(token: str | None) -> SignedIn | None:
     claims = read_token(token)
     return None if claims is None else user_from_claims(claims)
 

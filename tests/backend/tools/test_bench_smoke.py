@@ -42,7 +42,7 @@ def test_bench_quick_writes_every_figure(tmp_path):
     spec.loader.exec_module(bench_run)
     assert set(bench_run.FIGURES) <= set(f), sorted(set(bench_run.FIGURES) - set(f))
     assert _number(f["healthz_rps"]["value"]) and f["healthz_rps"]["value"] > 0
-    for key in ("post_get", "views", "likes"):
+    for key in ("post_get", "views", "likes", "comments"):
         assert _number(f[key]["rps"]) and _number(f[key]["floor_rps"]), key
         assert _number(f[key]["ratio"]), key
         assert f[key]["non_2xx"] == 0, (key, f[key])
@@ -51,6 +51,7 @@ def test_bench_quick_writes_every_figure(tmp_path):
     assert _number(f["views"]["db_writes_per_1000_views"])
     assert f["likes"]["exact"], f["likes"]
     assert _number(f["likes"]["converged_s"])
+    assert f["comments"]["comments_added"] > 0 and f["comments"]["exact"], f["comments"]
     assert _number(f["latency"]["p50_ms"]) and _number(f["latency"]["p99_ms"])
     assert _number(f["io_drain"]["counter_per_s"]) and _number(f["io_drain"]["noop_per_s"])
     assert _number(f["io_drain"]["ratio"])
