@@ -59,6 +59,13 @@ RESTORE_SWEEP = {"unacked_restore_interval": 5, "unacked_restore_throttle": 1}
 # (test_sentinel_failover.py). The cost: a PING before using a connection idle for 2 s.
 BROKER_TIMEOUTS = {"socket_connect_timeout": 3, "socket_timeout": 3, "health_check_interval": 2}
 
+# kombu's Redis channel keeps at most 10 connections by default and raises MaxConnectionsError
+# past that instead of waiting: the io worker's gevent pool (-c 1000) acks late-acked counter
+# tasks from each task's greenlet, and a burst of them finishing together failed to ack
+# ("Couldn't ack ... MaxConnectionsError" in `make bench`'s io drain), leaving them unacked
+# until the visibility timeout redelivered them.
+BROKER_POOL = {"max_connections": 200}
+
 CPU_TASKS = ("app.tasks.render_article", "app.tasks.recompute_hot_scores",
              "app.tasks.render_pending_articles")
 
@@ -73,7 +80,7 @@ def settings(flask_config: dict) -> dict:
         "broker_url": url,
         "result_backend": url,
         "broker_transport_options": {"visibility_timeout": visibility, **RESTORE_SWEEP,
-                                     **BROKER_TIMEOUTS, **sentinel},
+                                     **BROKER_TIMEOUTS, **BROKER_POOL, **sentinel},
         "result_backend_transport_options": {"visibility_timeout": visibility, **sentinel},
         "broker_pool_limit": 10,
         "broker_connection_retry_on_startup": True,
