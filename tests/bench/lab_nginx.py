@@ -13,7 +13,7 @@ import time
 import uuid
 from pathlib import Path
 
-from bench.common import LAB_TIMINGS, PROFILES, BenchError, cpu_model, log, ratio
+from bench.common import LAB_TIMINGS, PROFILES, BenchError, cpu_model, log, proc_cpu, ratio
 from bench.load import LUA_DONE
 from testkit import lab
 
@@ -55,11 +55,9 @@ def lab_wrk(lb: str, targets: list[str], path: str, secs: int, conns: int) -> di
                                                          "write_errors", "non_2xx", "timeouts"))}
 
 
-def pin_lab_hosts(spec: dict[str, set[int]]) -> int:
-    """Sets the CPU affinity of every thread of the named lab hosts (their systemd-nspawn
-    process and all it started: systemd, nginx, gunicorn, sshd, ...; new processes inherit it).
-    The hosts share the controller's cores; pinning lb1 to one core and the web hosts to the
-    others models the production layout, where the load balancer has its own machine."""
+def lab_host_processes() -> dict[str, list[int]]:
+    """Every process of each running host of the lab LAB_ID, by host name: its systemd-nspawn
+    process and all it started (systemd, nginx, gunicorn, sshd, ...), read from /proc."""
     parent: dict[int, int] = {}
     for d in os.listdir("/proc"):
         if d.isdigit():
@@ -69,25 +67,47 @@ def pin_lab_hosts(spec: dict[str, set[int]]) -> int:
     for pid, pp in parent.items():
         kids.setdefault(pp, []).append(pid)
     prefix = "" if lab.LAB_ID == "0" else f"l{lab.LAB_ID}"
-    pinned = 0
+    hosts: dict[str, list[int]] = {}
     for pid in parent:
         with contextlib.suppress(OSError):
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
             if not argv[0].endswith(b"systemd-nspawn"):
                 continue
             machine = next((a.decode().split("=", 1)[1] for a in argv if a.startswith(b"--machine=")), "")
-            host = machine[len(prefix):] if machine.startswith(prefix) else ""
-            if host not in spec:
+            if not machine.startswith(prefix):
                 continue
-            todo = [pid]
+            tree, todo = [], [pid]
             while todo:
                 p = todo.pop()
+                tree.append(p)
                 todo += kids.get(p, [])
-                with contextlib.suppress(OSError):
-                    for tid in os.listdir(f"/proc/{p}/task"):
-                        with contextlib.suppress(OSError):
-                            os.sched_setaffinity(int(tid), spec[host])
-                            pinned += 1
+            hosts[machine[len(prefix):]] = tree
+    return hosts
+
+
+def lab_host_cpu() -> dict[str, float]:
+    """CPU seconds used so far by each lab host: user + system time of its processes and of
+    the children they reaped (a process that exits during a window is then counted by its
+    parent), so a difference of two readings is the host's CPU over the window."""
+    return {host: round(sum(proc_cpu(pid, reaped=True) for pid in pids), 2)
+            for host, pids in lab_host_processes().items()}
+
+
+def pin_lab_hosts(spec: dict[str, set[int]]) -> int:
+    """Sets the CPU affinity of every thread of the named lab hosts (their systemd-nspawn
+    process and all it started: systemd, nginx, gunicorn, sshd, ...; new processes inherit it).
+    The hosts share the controller's cores; pinning lb1 to one core and the web hosts to the
+    others models the production layout, where the load balancer has its own machine."""
+    pinned = 0
+    for host, pids in lab_host_processes().items():
+        if host not in spec:
+            continue
+        for p in pids:
+            with contextlib.suppress(OSError):
+                for tid in os.listdir(f"/proc/{p}/task"):
+                    with contextlib.suppress(OSError):
+                        os.sched_setaffinity(int(tid), spec[host])
+                        pinned += 1
     return pinned
 
 

@@ -4,6 +4,7 @@
     .venv/bin/python tests/bench/run.py [--quick] [--out FILE] [--data DIR] [--profile]
                                         [--only SCENARIO,...]
     LAB_ID=N .venv/bin/python tests/bench/run.py --lab
+    LAB_ID=N .venv/bin/python tests/bench/run.py --lab-mixed [--subscribers 2000]
 
 Starts its own stack (as root, like ./start.sh): private PostgreSQL and Redis under
 .data/bench (backend/scripts/localstack.sh), a fresh database `synspirit_bench`, the migrations,
@@ -56,6 +57,10 @@ absolute numbers drift with the machine and its load (docs/performance.md explai
 --lab: instead of all this, against the running lab LAB_ID: GET /api/posts/<id> through
   nginx vs straight to the same web instances, wrk on lb1 both ways (ratio), recorded in the
   lab's timings.json (--lab-timings FILE) where the table's lab row reads it.
+--lab-mixed: instead of all this, the whole site under a community's mix through nginx on the
+  running lab LAB_ID, with --subscribers Socket.IO clients subscribed (tests/bench/lab_mixed.py):
+  saturation, then 70 % of it open-loop: p50/p99 per request kind, fan-out delay, CPU per
+  request of each group of hosts; then likes and comments alone against /healthz.
 """
 from __future__ import annotations
 
@@ -83,6 +88,7 @@ from bench.common import (  # noqa: E402
     log,
     raise_nofile,
 )
+from bench.lab_mixed import run_mixed, summary  # noqa: E402
 from bench.lab_nginx import run_lab  # noqa: E402
 from bench.report import judge, lab_figures, table  # noqa: E402
 from bench.scenarios import Scenarios  # noqa: E402
@@ -181,8 +187,27 @@ def main() -> int:
                     help="measure the running lab LAB_ID instead: through nginx vs straight")
     ap.add_argument("--lab-timings", metavar="FILE",
                     help=f"with --lab: the lab's timings.json to record into ({LAB_TIMINGS})")
+    ap.add_argument("--lab-mixed", action="store_true",
+                    help="the whole site under a mix through nginx on the running lab LAB_ID")
+    ap.add_argument("--subscribers", type=int, default=2000,
+                    help="with --lab-mixed: Socket.IO clients subscribed (default 2000)")
+    ap.add_argument("--mix", help="with --lab-mixed: weights to change, e.g. login=0,like=20 "
+                                  "(kinds and defaults: bench/lab_mixed.py MIX)")
     args = ap.parse_args()
     nofile = raise_nofile()
+    if args.lab_mixed:
+        try:
+            res = run_mixed(args)
+        except (BenchError, OSError, ValueError, subprocess.TimeoutExpired) as e:
+            log(f"failed: {e}")
+            return 1
+        res["command"] = shlex.join([sys.executable, *sys.argv])
+        out = Path(args.out) if args.out else Path(args.data) / "lab-mixed-results.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(res, indent=2) + "\n")
+        print(summary(res))
+        print(f"JSON: {out}")
+        return 0
     if args.lab:
         try:
             res = run_lab(args)

@@ -14,6 +14,12 @@ greenlet that answers the server's pings. Loopback only (the URL must be 127.0.0
       event carrying the new like count arrives. Prints the delivery latencies (from just
       before the HTTP call) as `{"event": "fanout", ...}`.
 
+  sio_load.py fanout --url https://LAB_ADDRESS --lab --also-subscribe ID,ID --go-file F ...
+      the same through a lab's nginx (lab_mixed.py): --lab allows the lab's network
+      10.77.0.0/16 and its own CA (not verified); each connection also subscribes to one of
+      the --also-subscribe posts; `{"event": "subscribed", ...}` is printed once every
+      connection is subscribed, and the rounds start when the file --go-file exists.
+
 Output: one JSON object per line on stdout. Bounded in time: every wait has a deadline.
 """
 from gevent import monkey
@@ -22,8 +28,11 @@ monkey.patch_all()
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
+import ipaddress  # noqa: E402
 import json  # noqa: E402
+import os  # noqa: E402
 import resource  # noqa: E402
+import ssl  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import urllib.parse  # noqa: E402
@@ -47,11 +56,22 @@ def raise_nofile() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
+LAB_NETWORK = ipaddress.ip_network("10.77.0.0/16")  # tests/lab: 10.77.N.0/24 for lab N
+ALLOW_LAB = False  # --lab
+INSECURE = ssl._create_unverified_context()  # the lab's self-signed CA, lab addresses only
+
+
 def check_loopback(url: str) -> urllib.parse.SplitResult:
     parts = urllib.parse.urlsplit(url)
-    if parts.hostname not in ("127.0.0.1", "localhost", "::1"):
-        raise SystemExit(f"refusing a non-loopback URL: {url}")
-    return parts
+    if parts.hostname in ("127.0.0.1", "localhost", "::1"):
+        return parts
+    if ALLOW_LAB:
+        try:
+            if ipaddress.ip_address(parts.hostname) in LAB_NETWORK:
+                return parts
+        except ValueError:
+            pass
+    raise SystemExit(f"refusing a URL outside loopback{' and the lab' if ALLOW_LAB else ''}: {url}")
 
 
 def percentile(values: list[float], p: float) -> float | None:
@@ -76,7 +96,8 @@ class Conn:
 
     def open(self, timeout: float = 30.0) -> None:
         self.ws = websocket.create_connection(self.ws_url, timeout=timeout, origin=self.origin,
-                                              enable_multithread=False)
+                                              enable_multithread=False,
+                                              sslopt={"cert_reqs": ssl.CERT_NONE})
         first = self.ws.recv()  # Engine.IO open packet: 0{"sid":...}
         if not first.startswith("0"):
             raise RuntimeError(f"unexpected open packet {first[:60]!r}")
@@ -142,8 +163,9 @@ class Conn:
 
 def open_many(base: str, n: int, concurrency: int, deadline: float) -> tuple[list[Conn], list]:
     parts = check_loopback(base)
-    ws_url = f"ws://{parts.netloc}/socket.io/?EIO=4&transport=websocket"
-    origin = f"http://{parts.netloc}"
+    ws = "wss" if parts.scheme == "https" else "ws"
+    ws_url = f"{ws}://{parts.netloc}/socket.io/?EIO=4&transport=websocket"
+    origin = f"{parts.scheme}://{parts.netloc}"
     conns: list[Conn] = []
     errors: list[str] = []
     pool = gevent.pool.Pool(concurrency)
@@ -200,6 +222,8 @@ def cmd_fanout(a) -> None:
     sub_pool = gevent.pool.Pool(a.concurrency)
     sub_ok: set[int] = set()  # indexes of subscribed connections
 
+    also = [int(x) for x in a.also_subscribe.split(",") if x] if a.also_subscribe else []
+
     def sub(i, c):
         try:
             ack = c.call("subscribe", {"target_type": "post", "target_id": a.target_id})
@@ -207,6 +231,10 @@ def cmd_fanout(a) -> None:
                 sub_ok.add(i)
             else:
                 errors.append(f"subscribe: {ack!r}"[:200])
+            if also:
+                ack = c.call("subscribe", {"target_type": "post", "target_id": also[i % len(also)]})
+                if not (isinstance(ack, dict) and ack.get("ok")):
+                    errors.append(f"subscribe (also): {ack!r}"[:200])
         except Exception as e:  # noqa: BLE001
             errors.append(f"subscribe: {type(e).__name__}: {e}"[:200])
 
@@ -214,6 +242,12 @@ def cmd_fanout(a) -> None:
         sub_pool.spawn(sub, i, c)
     sub_pool.join(timeout=a.open_timeout)
     subscribed = len(sub_ok)
+    if a.go_file:
+        out(event="subscribed", connections=len(conns), failed=conn_failed, subscribed=subscribed,
+            errors=sorted(set(errors))[:5])
+        deadline = time.monotonic() + a.open_timeout
+        while not os.path.exists(a.go_file) and time.monotonic() < deadline:
+            gevent.sleep(0.05)
     lat: list[float] = []
     missing = 0
     per_round = []
@@ -225,7 +259,8 @@ def cmd_fanout(a) -> None:
                              "target_id": a.target_id}).encode(),
             headers={"Authorization": f"Bearer {tokens[r]}", "Content-Type": "application/json"})
         start = time.monotonic()
-        with urllib.request.urlopen(req, timeout=10) as resp:
+        with urllib.request.urlopen(req, timeout=10,
+                                    context=INSECURE if a.url.startswith("https:") else None) as resp:
             resp.read()
         deadline = start + a.round_timeout
         while time.monotonic() < deadline:
@@ -260,7 +295,13 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--round-timeout", type=float, default=5.0)
     p.add_argument("--gap", type=float, default=0.5, help="seconds between fan-out rounds")
+    p.add_argument("--lab", action="store_true",
+                   help="also allow the lab's addresses (10.77.0.0/16), https with its own CA")
+    p.add_argument("--also-subscribe", help="fanout: post ids, one more subscription each")
+    p.add_argument("--go-file", help="fanout: print `subscribed`, start the rounds once this exists")
     a = p.parse_args()
+    global ALLOW_LAB
+    ALLOW_LAB = a.lab
     check_loopback(a.url)
     out(event="start", nofile=raise_nofile())
     (cmd_hold if a.mode == "hold" else cmd_fanout)(a)

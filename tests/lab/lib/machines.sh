@@ -173,7 +173,7 @@ record_namespaces() {
 # Power hosts off in parallel: SIGTERM to nspawn is a clean poweroff of the host's systemd;
 # SIGKILL after 30 s.
 stop_hosts() {
-    local name pid i pids=() names=()
+    local name pid i init pids=() names=()
     for name in "$@"; do
         if alive "$RUN/$name.pid" systemd-nspawn; then
             pid=$(<"$RUN/$name.pid")
@@ -188,7 +188,11 @@ stop_hosts() {
     done
     for i in "${!pids[@]}"; do
         if [[ -d /proc/${pids[$i]} ]]; then
-            say "${names[$i]}: no poweroff after 30 s, SIGKILL"
+            # The host's PID 1 first, as a power loss (crash_host): SIGKILL to nspawn alone left
+            # the host's systemd running, orphaned, holding its interface and namespaces.
+            init=$(init_pid "${names[$i]}")
+            say "${names[$i]}: no poweroff after 30 s, SIGKILL (init ${init:-gone}, nspawn ${pids[$i]})"
+            [[ -z $init ]] || kill -KILL "$init" 2>/dev/null || true
             kill -KILL "${pids[$i]}" 2>/dev/null || true
         fi
     done
