@@ -40,16 +40,9 @@ import gevent.pool  # noqa: E402
 import requests  # noqa: E402
 import urllib3  # noqa: E402
 from requests.adapters import HTTPAdapter  # noqa: E402
+from sio_load import LAB_NETWORK, percentile  # noqa: E402  (the Socket.IO client beside it)
 
 urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-LAB_NETWORK = ipaddress.ip_network("10.77.0.0/16")
-
-
-def percentile(values: list[float], p: float) -> float | None:
-    if not values:
-        return None
-    s = sorted(values)
-    return s[min(len(s) - 1, max(0, int(round(p / 100.0 * len(s) + 0.5)) - 1))]
 
 
 class Site:
