@@ -18,7 +18,7 @@
 # Environment: API_HOST (127.0.0.1), API_PORT (5000), WORKER_CONNECTIONS and WEB_TIMEOUT
 # (gunicorn's --worker-connections and --timeout, default 12000 and 120: gunicorn_config.py),
 # CPU_CONCURRENCY (number of cores), DATABASE_URL, REDIS_URL, SECRET_KEY,
-# SYNSPIRIT_ENV (production), SYNSPIRIT_DATA (.data/dev), and the other variables of
+# SYNSPIRIT_ADMINS (the admins' usernames, comma-separated), SYNSPIRIT_ENV (production), SYNSPIRIT_DATA (.data/dev), and the other variables of
 # docs/contract.md, which are passed through to every process.
 set -euo pipefail
 

@@ -164,6 +164,11 @@ def load_config() -> dict:
         "API_HOST": os.environ.get("API_HOST", "127.0.0.1"),
         "API_PORT": _int("API_PORT", 5000),
         "TOKEN_MAX_AGE": _int("TOKEN_MAX_AGE", 86400),
+        # Usernames (comma-separated, any case) that are admins whatever users.role holds: how
+        # the first admin exists (app/roles.py).
+        "ADMINS": frozenset(name.strip().lower()
+                            for name in os.environ.get("SYNSPIRIT_ADMINS", "").split(",")
+                            if name.strip()),
         "SOCKETIO_CORS_ORIGINS": _origins(os.environ.get("SOCKETIO_CORS_ORIGINS")),
         "TRUSTED_PROXY_COUNT": _int("TRUSTED_PROXY_COUNT", 0),
         # Rate limits (rate_limits.py), in Flask-Limiter's notation ("N per minute", several
@@ -196,6 +201,9 @@ def load_config() -> dict:
         # per minute (docs/performance.md); worst case 4,000 x 20,000-character posts ~ 200 MB.
         "ITEM_CACHE_TTL": float(os.environ.get("ITEM_CACHE_TTL", "60")),
         "ITEM_CACHE_SIZE": _int("ITEM_CACHE_SIZE", 4000),
+        # Days a READ notification is kept (tasks.prune_notifications, every minute, deletes
+        # older ones); unread ones are kept until read.
+        "NOTIFICATION_RETENTION_DAYS": _int("NOTIFICATION_RETENTION_DAYS", 30),
         # Seconds before a task taken by a worker that died (kill -9, power loss) is handed to
         # another worker (celery_config.py). Raise it above the longest task's run time.
         "CELERY_VISIBILITY_TIMEOUT": _int("CELERY_VISIBILITY_TIMEOUT", 60),

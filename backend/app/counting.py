@@ -262,8 +262,9 @@ def _recounted(kind: str, item: str) -> dict[str, str]:
     recounted = {f"{count}_count": f"(SELECT count(*) FROM reactions"
                                    f" WHERE {fk} = {item} AND action = '{action}')"
                  for count, action in _REACTION_COUNTS.items()}
+    # A comment a moderator removed is not counted (it stays for the moderation log).
     recounted["comments_count"] = (f"(SELECT count(*) FROM {_comment_table(kind)}"
-                                   f" WHERE {fk} = {item})")
+                                   f" WHERE {fk} = {item} AND removed_at IS NULL)")
     return recounted
 
 

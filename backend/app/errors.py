@@ -17,13 +17,18 @@ log = logging.getLogger(__name__)
 
 
 class APIError(Exception):
-    def __init__(self, status: int, code: str, message: str, fields: dict | None = None):
+    """details: more members of the error object (a ban's `until` and `reason`)."""
+
+    def __init__(self, status: int, code: str, message: str, fields: dict | None = None,
+                 details: dict | None = None):
         super().__init__(message)
         self.status, self.code, self.message, self.fields = status, code, message, fields
+        self.details = details
 
 
-def error_response(status: int, code: str, message: str, fields: dict | None = None):
-    body = {"code": code, "message": message}
+def error_response(status: int, code: str, message: str, fields: dict | None = None,
+                   details: dict | None = None):
+    body = {"code": code, "message": message, **(details or {})}
     if fields:
         body["fields"] = fields
     return jsonify({"error": body}), status
@@ -51,7 +56,7 @@ def is_unavailable(e: BaseException | None) -> bool:
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(APIError)
     def _api_error(e: APIError):
-        return error_response(e.status, e.code, e.message, e.fields)
+        return error_response(e.status, e.code, e.message, e.fields, e.details)
 
     @app.errorhandler(RateLimitExceeded)
     def _rate_limited(e: RateLimitExceeded):

@@ -27,3 +27,11 @@ graceful_timeout = 15
 forwarded_allow_ips = os.environ.get("SYNSPIRIT_WEB_FORWARDED_ALLOW_IPS") or "127.0.0.1"
 # gunicorn >= 25.1 otherwise creates a control socket under ~/.gunicorn.
 control_socket_disable = True
+
+
+def post_worker_init(worker):
+    """jieba's dictionary (search queries, app/search.py) loaded before the first request, not
+    by it (about a second)."""
+    from app.search import load_dictionary
+
+    load_dictionary()

@@ -3,10 +3,11 @@ the *_count columns are caches that the Celery count tasks recompute from them."
 from __future__ import annotations
 
 import secrets
-from datetime import datetime
+from datetime import datetime, timezone
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Enum,
@@ -20,11 +21,14 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .extensions import db
 
 ACTIONS = ("like", "collect", "share")
+# Moderators act on reports, remove content and ban; admins also name moderators (app/roles.py).
+ROLES = ("user", "moderator", "admin")
 TARGET_TYPES = ("post", "article", "post_comment", "article_comment")
 
 
@@ -46,8 +50,29 @@ class User(db.Model):
     token_key: Mapped[str] = mapped_column(
         String(32), default=new_token_key,
         server_default=text("replace(gen_random_uuid()::text, '-', '')"))
+    # As stored; SYNSPIRIT_ADMINS makes admins whatever this holds (roles.role_of).
+    role: Mapped[str] = mapped_column(Enum(*ROLES, name="user_role"), default="user",
+                                      server_default="user")
+    # A ban (POST /api/users/NAME/ban): in force from banned_at until banned_until (for good
+    # when that is NULL); lifting it clears all three. Its history is the moderation log.
+    banned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    banned_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ban_reason: Mapped[str | None] = mapped_column(Text)
+
+    @property
+    def banned(self) -> bool:
+        """A ban in force now (as auth/security.py's query computes it in SQL)."""
+        return self.banned_at is not None and (
+            self.banned_until is None or self.banned_until > datetime.now(timezone.utc))
 
     __table_args__ = (Index("uq_users_username_lower", func.lower(username), unique=True),)
+
+
+def named(username: str):
+    """The account of that name whatever its case, or None: PostgreSQL's lower() on both sides,
+    as the unique index on lower(username) compares them."""
+    return db.session.scalar(
+        db.select(User).where(func.lower(User.username) == func.lower(username)))
 
 
 class RevokedToken(db.Model):
@@ -77,6 +102,9 @@ class _Content:
     comments_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # Recomputed periodically on the cpu queue; orders `sort=hot`.
     hot_score: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    # Removed by a moderator (a report resolved with `remove`): 404 but for staff, in no list,
+    # ranking, search or count, kept for the moderation log.
+    removed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 def _list_indexes(table: str) -> tuple[Index, Index]:
@@ -119,6 +147,7 @@ class _Comment:
     content: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     likes_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    removed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # as _Content's
 
 
 class PostComment(_Comment, db.Model):
@@ -217,6 +246,38 @@ class ReactionNotice(_Targeted, db.Model):
     )
 
 
+# What a notification tells its recipient about: a like, collect or share (ACTIONS) of their
+# post, article or comment, a comment on their post or article, a moderator's action.
+NOTIFICATION_TYPES = (*ACTIONS, "comment", "moderation")
+
+
+class Notification(db.Model):
+    """One notification of one user, stored by the same statement as its cause (a reaction,
+    with its reaction notice: at most one per actor, action and target; a comment) and pushed
+    live with the same id (serializers.notification). Read ones older than
+    NOTIFICATION_RETENTION_DAYS are pruned (tasks.prune_notifications)."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))  # recipient
+    actor_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    actor: Mapped[User] = relationship(foreign_keys=[actor_id], lazy="joined")
+    type: Mapped[str] = mapped_column(Enum(*NOTIFICATION_TYPES, name="notification_type"))
+    target_type: Mapped[str] = mapped_column(Enum(*TARGET_TYPES, name="notification_target"))
+    target_id: Mapped[int] = mapped_column(Integer)
+    # `comment`: the new comment (on the post or article that target_* names).
+    comment_id: Mapped[int | None] = mapped_column(Integer)
+    read: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        Index("ix_notifications_user_id_id", "user_id", "id"),
+        Index("ix_notifications_unread", "user_id", "id", postgresql_where=text("NOT read")),
+        Index("ix_notifications_read_created_at", "created_at", postgresql_where=text("read")),
+    )
+
+
 class ViewBatch(db.Model):
     """A flushed batch of buffered views, recorded in the same transaction that applies it,
     so that a flush retried after a crash never counts the same views twice."""
@@ -244,3 +305,61 @@ REACTION_COLUMN = {
     "post_comment": "post_comment_id",
     "article_comment": "article_comment_id",
 }
+
+
+MODERATION_ACTIONS = ("ban", "unban", "role", "remove", "dismiss")
+
+
+class ModerationEntry(db.Model):
+    """The moderation log (GET /api/moderation/log): who did what to which target, when, why.
+    Rows are never changed; a moderator's account deleted leaves their entries (moderator_id
+    NULL)."""
+
+    __tablename__ = "moderation_log"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    moderator_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    action: Mapped[str] = mapped_column(Enum(*MODERATION_ACTIONS, name="moderation_action"))
+    # "user" or one of TARGET_TYPES; no foreign key: the entry outlives its target.
+    target_type: Mapped[str] = mapped_column(String(20))
+    target_id: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str | None] = mapped_column(Text)
+    # What the action set: {"role": ...} or {"until": ...}.
+    detail: Mapped[dict | None] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    moderator: Mapped[User | None] = relationship()
+
+    __table_args__ = (Index("ix_moderation_log_target", "target_type", "target_id"),)
+
+
+REPORT_STATUSES = ("open", "removed", "dismissed")
+
+
+class Report(db.Model):
+    """A user's report of a post, article or comment (POST /api/reports). One open report per
+    reporter and target (the partial unique index); a moderator resolves it by removing the
+    target (every open report of it then says `removed`) or dismissing it."""
+
+    __tablename__ = "reports"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    reporter_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    target_type: Mapped[str] = mapped_column(String(20))  # one of TARGET_TYPES
+    target_id: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Enum(*REPORT_STATUSES, name="report_status"),
+                                        default="open", server_default="open")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    resolved_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    reporter: Mapped[User] = relationship(foreign_keys=[reporter_id])
+    resolved_by: Mapped[User | None] = relationship(foreign_keys=[resolved_by_id])
+
+    __table_args__ = (
+        Index("uq_reports_open_per_reporter_and_target", "reporter_id", "target_type",
+              "target_id", unique=True, postgresql_where=text("status = 'open'")),
+        Index("ix_reports_status_id", "status", "id"),
+        Index("ix_reports_target", "target_type", "target_id"),
+    )

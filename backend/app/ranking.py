@@ -27,7 +27,8 @@ def recompute_hot_scores(session, kind: str, now: datetime | None = None) -> int
         text(
             f"""SELECT id, views_count, likes_count, collects_count, shares_count,
                        comments_count, created_at
-                FROM {table} WHERE created_at > now() - make_interval(days => :days)"""
+                FROM {table} WHERE created_at > now() - make_interval(days => :days)
+                  AND removed_at IS NULL"""
         ),
         {"days": WINDOW_DAYS},
     ).all()

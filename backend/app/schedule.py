@@ -54,6 +54,9 @@ BEAT_SCHEDULE = {
                          "options": {"expires": 55}},
     "render-pending": {"task": "app.tasks.render_pending_articles", "schedule": 60.0,
                        "options": {"expires": 55}},
+    # Read notifications older than NOTIFICATION_RETENTION_DAYS, at most PRUNE_BATCH a run.
+    "prune-notifications": {"task": "app.tasks.prune_notifications", "schedule": 60.0,
+                            "options": {"expires": 55}},
 }
 
 

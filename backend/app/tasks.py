@@ -3,6 +3,7 @@ push what changed to Socket.IO clients through the Redis message queue."""
 from __future__ import annotations
 
 from celery import shared_task
+from flask import current_app
 from sqlalchemy import text
 
 from . import counting, item_cache, ranking, rendering
@@ -153,6 +154,27 @@ def render_pending_articles() -> int:
         """SELECT id FROM articles WHERE content_html IS NULL
            AND updated_at < now() - interval '30 seconds' ORDER BY id LIMIT 100""")).scalars()
     return sum(render_article(article_id) for article_id in list(ids))
+
+
+# At most this many notifications deleted per run of prune_notifications: one short
+# transaction, whatever the backlog (a site's first run after an upgrade, or after beat was
+# away); a larger backlog goes over the next runs, one a minute.
+PRUNE_BATCH = 10_000
+
+
+@shared_task(ignore_result=False, **COUNTER)
+def prune_notifications() -> int:
+    """Delete read notifications older than NOTIFICATION_RETENTION_DAYS, the oldest first, at
+    most PRUNE_BATCH (io queue, every minute); returns how many. Unread ones are kept."""
+    deleted = db.session.execute(text(
+        """DELETE FROM notifications WHERE id IN (
+             SELECT id FROM notifications
+             WHERE read AND created_at < now() - make_interval(days => :days)
+             ORDER BY created_at LIMIT :batch)"""),
+        {"days": current_app.config["NOTIFICATION_RETENTION_DAYS"], "batch": PRUNE_BATCH},
+    ).rowcount
+    db.session.commit()
+    return deleted
 
 
 # Web instances publish comments and notifications straight to the Socket.IO message queue

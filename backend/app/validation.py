@@ -2,6 +2,7 @@
 (a JSON string is never silently turned into a number)."""
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Annotated, Literal, TypeVar
 
 from flask import request
@@ -42,6 +43,20 @@ Text = Annotated[Str, AfterValidator(_not_blank)]
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
+def _digits_only(model: str, data, names: tuple[str, ...]):
+    """Query strings are text: these parameters in plain decimal digits only ("2"; not "+2",
+    " 2", "2.0" or "1_0"), or a 422 naming each."""
+    errors = [InitErrorDetails(type=PydanticCustomError(
+                  "digits", "must be a whole number written with digits"),
+                  loc=(name,), input=data[name])
+              for name in names
+              if isinstance(data, dict) and isinstance(data.get(name), str)
+              and not (data[name].isascii() and data[name].isdigit())]
+    if errors:
+        raise ValidationError.from_exception_data(model, errors)
+    return data
+
+
 class Body(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore")
 
@@ -52,6 +67,41 @@ NewPassword = Annotated[Str, Field(min_length=8, max_length=128)]
 class Credentials(Body):
     username: Annotated[str, Field(min_length=3, max_length=32, pattern=r"^[A-Za-z0-9_]+$")]
     password: NewPassword
+
+
+class RoleChange(Body):
+    # Admins are made by operators (SYNSPIRIT_ADMINS, the CLI), never through the API.
+    role: Literal["moderator", "user"]
+
+
+def _future_instant(value: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("must be an ISO 8601 time, e.g. 2027-01-02T03:04:05+00:00") from None
+    if moment.tzinfo is None:
+        raise ValueError("must carry a UTC offset (Z or +08:00)")
+    if moment <= datetime.now(timezone.utc):
+        raise ValueError("must be in the future")
+    return moment
+
+
+class BanRequest(Body):
+    reason: Annotated[Text, Field(min_length=1, max_length=500)]
+    # Absent or null: for good, until lifted.
+    until: Annotated[Str, AfterValidator(_future_instant)] | None = None
+
+
+class ReportCreate(Body):
+    target_type: Literal["post", "article", "post_comment", "article_comment"]
+    target_id: Id
+    reason: Annotated[Text, Field(min_length=1, max_length=500)]
+
+
+class ReportResolve(Body):
+    action: Literal["remove", "dismiss"]
+    # For the log (and the author's notice); a removal without one logs the report's reason.
+    reason: Annotated[Text, Field(min_length=1, max_length=500)] | None = None
 
 
 class LoginBody(Body):
@@ -115,25 +165,54 @@ class PageQuery(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _digits_only(cls, data):
-        # Query strings are text: plain decimal digits only ("2"; not "+2", " 2", "2.0", "1_0").
-        errors = [InitErrorDetails(type=PydanticCustomError(
-                      "digits", "must be a whole number written with digits"),
-                      loc=(name,), input=data[name])
-                  for name in ("page", "per_page")
-                  if isinstance(data.get(name), str)
-                  and not (data[name].isascii() and data[name].isdigit())]
-        if errors:
-            raise ValidationError.from_exception_data(cls.__name__, errors)
-        return data
+        return _digits_only(cls.__name__, data, ("page", "per_page"))
 
 
 class ListQuery(PageQuery):
     sort: Literal["new", "hot"] = "new"
 
 
+class SearchQuery(PageQuery):
+    """GET /api/search: the words `q` (1-200 characters, not blank) among posts or articles
+    (`type`), paged as the lists are."""
+    q: Annotated[Text, Field(min_length=1, max_length=200)]
+    type: Literal["post", "article"] = "post"
+
+
 class Subscription(Body):
     target_type: Literal["post", "article"]
     target_id: Id
+
+
+class IdPageQuery(BaseModel):
+    """A list paged by id, newest first: the entries older than `before` (an id), `limit` of
+    them. Anything else in the query string is a mistake worth telling (422)."""
+    model_config = ConfigDict(extra="forbid")
+    before: Id | None = None
+    limit: Annotated[int, Field(ge=1, le=100)] = 20
+
+    @model_validator(mode="before")
+    @classmethod
+    def _digits_only(cls, data):
+        return _digits_only(cls.__name__, data, ("before", "limit"))
+
+
+class NotificationQuery(IdPageQuery):
+    """GET /api/notifications: the user's own, by id."""
+
+
+class ReportQuery(IdPageQuery):
+    """GET /api/reports: `status` (open by default), paged by id as notifications are."""
+    status: Literal["open", "removed", "dismissed"] = "open"
+
+
+class LogQuery(IdPageQuery):
+    """GET /api/moderation/log: every staff action, by id."""
+
+
+class NotificationsRead(Body):
+    """POST /api/notifications/read: up to (and including) this id, or all when absent."""
+    up_to: Id | None = None
 
 
 M = TypeVar("M", bound=BaseModel)

@@ -36,7 +36,6 @@ import os
 import secrets
 import signal
 import socket
-import subprocess
 import sys
 import time
 import uuid
@@ -53,6 +52,7 @@ from testkit.processes import (
     WORKER_OPTIONS,
     Processes,
     celery_ping,
+    flask,
     free_port,
     tail,
     web_command,
@@ -157,12 +157,10 @@ def stack_env() -> dict[str, str]:
         # Every read counts a view: the counting tests read one post many times as one user
         # (test_view_dedup.py checks the window with its own values).
         "VIEW_DEDUP_SECONDS": "0",
+        # Admins by name (tests/backend/api/test_roles.py), spaced and cased as an operator may.
+        "SYNSPIRIT_ADMINS": " Site_Admin ,nobody_yet",
     }
-    done = subprocess.run(
-        [str(VENV_BIN / "flask"), "--app", "app", "db", "upgrade"], cwd=BACKEND,
-        env={**os.environ, **env}, capture_output=True, text=True, timeout=300,
-        stdin=subprocess.DEVNULL,
-    )
+    done = flask(env, "db", "upgrade")
     if done.returncode != 0:
         pytest.fail(f"migrations failed:\n{done.stdout}\n{done.stderr[-4000:]}", pytrace=False)
     yield env
@@ -282,6 +280,26 @@ def live_stack(server, celery_workers, beat) -> str:
 @pytest.fixture
 def api(server) -> API:
     return API(server)
+
+
+@pytest.fixture(scope="session")
+def site_admin(server) -> str:
+    """The token of `site_admin`, an admin because SYNSPIRIT_ADMINS names it (in another case)."""
+    resp = API(server).post("/api/auth/register",
+                            json={"username": "site_admin", "password": "correct-horse"})
+    assert resp.status_code == 201, resp.text
+    assert resp.json()["user"]["role"] == "admin"
+    return resp.json()["token"]
+
+
+@pytest.fixture
+def moderator(api, site_admin) -> tuple[dict, str]:
+    """(user, token) of a new account that site_admin made a moderator."""
+    user, token = api.register("mod")
+    resp = api.call("PUT", f"/api/users/{user['username']}/role", token=site_admin,
+                    json={"role": "moderator"})
+    assert resp.status_code == 200, resp.text
+    return user, token
 
 
 @pytest.fixture

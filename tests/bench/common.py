@@ -24,18 +24,20 @@ PROFILES = {
     "full": dict(users=200, posts=2000, http_secs=5, rounds=2, warm_secs=2, wrk_conns=64,
                  like_secs=10, lat_secs=15, drain_secs=10, ws_conns=10000, ws_hold=10,
                  fan_subs=1000, fan_rounds=10, list_posts=1_000_000, list_secs=5,
-                 seed_posts=50, poll_sessions=100),
+                 seed_posts=50, poll_sessions=100, search_posts=100_000, search_secs=5,
+                 search_alone=40),
     "quick": dict(users=12, posts=40, http_secs=1, rounds=1, warm_secs=0.5, wrk_conns=16,
                   like_secs=2, lat_secs=2, drain_secs=2, ws_conns=100, ws_hold=1,
                   fan_subs=20, fan_rounds=3, list_posts=20_000, list_secs=1,
-                  seed_posts=40, poll_sessions=10),
+                  seed_posts=40, poll_sessions=10, search_posts=3_000, search_secs=1,
+                  search_alone=5),
 }
 SCENARIOS = ("post_get", "views", "likes", "comments", "latency", "io_drain", "ws_hold", "fanout", "seed",
-             "lists")
+             "search", "lists")
 
 # Figures every results.json carries (the smoke test checks them).
 FIGURES = ("healthz_rps", "post_get", "views", "likes", "comments", "io_drain", "ws_hold", "fanout",
-           "latency", "seed", "lists", "lab")
+           "latency", "seed", "search", "lists", "lab")
 
 
 def log(msg: str) -> None:

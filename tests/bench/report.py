@@ -43,6 +43,8 @@ def judge(fig: dict) -> None:
             and fo.get("missing") == 0, "p99 < 1 s, none missing")
     if "latency" in f:
         met("latency", f["latency"]["p99_ms"] < 100, "p99 < 100 ms")
+    if "search" in f:
+        met("search", (f["search"]["p95_ms"] or 1e9) < 50, "p95 < 50 ms on one instance")
     if "lists" in f:
         met("lists", (f["lists"]["ratio"] or 0) >= 0.5, ">= 0.5 of one post's req/s, each list")
     if "seed" in f:
@@ -194,6 +196,12 @@ def table(res: dict) -> str:
                      f"missing {fmt(x.get('missing'))}", "", "p99 < 1 s", ok(x)))
     if "seed" in f:
         seed_rows(rows, f["seed"])
+    if "search" in f:
+        x = f["search"]
+        rows.append((f"search p50/p95 at {fmt(x['posts'])} posts (6 queries, {x['conns']} conns)",
+                     f"{fmt(x['p50_ms'])} / {fmt(x['p95_ms'])} ms",
+                     f"one post {fmt(x['floor']['p50_ms'])} / {fmt(x['floor']['p95_ms'])} ms",
+                     fmt(x["ratio"]), "p95 < 50 ms", ok(x)))
     if "lists" in f:
         x = f["lists"]
         for name, what in (("front", "front page GET /api/posts"), ("hot", "?sort=hot"),

@@ -40,6 +40,11 @@ absolute numbers drift with the machine and its load (docs/performance.md explai
                   likes served/s, counted/s (until the backlog is drained) and the whole
                   stack's CPU per counted action, ours / seed's: views <= 1/3, likes <= 1/2;
                   and Socket.IO long-polling failures without sticky routing (ours: 0)
+  search          GET /api/search over search_posts (100,000) more posts of Zipf-distributed
+                  Chinese and English words (inserted with SQL, indexed by `flask search
+                  index-missing`), six queries each matching > 1,000 posts, 4 connections,
+                  interleaved with GET /api/posts/<id>: p50/p95, ratio   target p95 < 50 ms
+                  (search_bench.py; runs before lists)
   lists           with list_posts (1,000,000) more posts inserted with SQL (generate_series):
                   the front page GET /api/posts, ?sort=hot, and a cursor page 90 % deep in
                   each order, req/s / GET /api/posts/<id> req/s (one post) in interleaved
@@ -92,6 +97,7 @@ from bench.lab_mixed import run_mixed, summary  # noqa: E402
 from bench.lab_nginx import run_lab  # noqa: E402
 from bench.report import judge, lab_figures, table  # noqa: E402
 from bench.scenarios import Scenarios  # noqa: E402
+from bench.search_bench import SearchBench  # noqa: E402
 from bench.seed_compare import SeedCompare  # noqa: E402
 from bench.stack import Stack  # noqa: E402
 
@@ -122,7 +128,7 @@ def measure(stack: Stack, args) -> dict:
     later = (("latency", lambda: scenarios.latency(fig["views"]["rps"])),
              ("io_drain", scenarios.io_drain), ("ws_hold", scenarios.ws_hold),
              ("fanout", scenarios.fanout), ("seed", SeedCompare(scenarios).run),
-             ("lists", scenarios.lists))
+             ("search", SearchBench(scenarios).run), ("lists", scenarios.lists))
     for key, fn in later:
         if key not in only:
             continue

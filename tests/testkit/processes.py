@@ -42,6 +42,13 @@ def web_command(port: int, host: str = "127.0.0.1") -> list[str]:
             "--bind", f"{host}:{port}", "run:app"]
 
 
+def flask(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`flask --app app ARGS` in backend/ with env over this environment, as operators run it."""
+    return subprocess.run([str(VENV_BIN / "flask"), "--app", "app", *args], cwd=BACKEND,
+                          env={**os.environ, **env}, capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
 def tail(path: Path, lines: int = 60) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])

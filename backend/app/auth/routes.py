@@ -1,12 +1,11 @@
 """Accounts: /api/auth/register, /api/auth/login, /api/auth/logout, /api/auth/password
 (password guesses rate-limited) and /api/me."""
 from flask import Blueprint, g, jsonify
-from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import APIError
 from ..extensions import db
-from ..models import User, new_token_key
+from ..models import User, named, new_token_key
 from ..rate_limits import (
     give_back_password_attempt,
     login_per_account,
@@ -20,6 +19,7 @@ from .security import (
     hash_password,
     issue_token,
     login_required,
+    refuse_if_banned,
     revoke,
     verify_password,
 )
@@ -51,12 +51,11 @@ def register():
 @login_per_account
 def login():
     body = json_body(LoginBody)
-    # Any case of the name (the unique index on lower(username) makes it one account).
-    user = db.session.scalar(select(User).where(
-        func.lower(User.username) == func.lower(body.username)))
+    user = named(body.username)  # any case of the name: one account
     if not verify_password(user.password_hash if user else None, body.password) or user is None:
         raise APIError(401, "invalid_credentials", "wrong username or password")
     give_back_password_attempt()
+    refuse_if_banned(user)  # told only to whoever knows the password
     return _signed_in(user)
 
 

@@ -9,7 +9,8 @@ that never counts a whole table.
   one index scan that reads per_page + 1 rows wherever the cursor points (the extra row says
   whether there is a next page). The cursor is opaque to clients: base64url of the sort's tag
   and the row's key ("h:<score as float.hex>:<id>", "n:<created_at in microseconds>:<id>",
-  "c:<id>"); one of another sort, or anything else that does not decode, is a 422.
+  "c:<id>"; search's, content/search.py: "s:<rank as float.hex>:<id>"); one of another sort,
+  or anything else that does not decode, is a 422.
 - Page numbers: `page` still works for the first MAX_OFFSET_ROWS items (page x per_page <=
   1,000; validation.py), an OFFSET that stays bounded whatever the table's size.
 - Total: exact while the list has at most EXACT_UP_TO items (a count that stops at
@@ -44,7 +45,7 @@ ESTIMATE_TTL = 10.0  # seconds
 CURSOR_MAX_LENGTH = 200
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _US = timedelta(microseconds=1)
-_TAGS = {"new": "n", "hot": "h", "comments": "c"}
+_TAGS = {"new": "n", "hot": "h", "comments": "c", "search": "s"}
 
 
 # --- cursors -------------------------------------------------------------------------------------
@@ -53,6 +54,8 @@ def encode_cursor(sort: str, row) -> str:
     """The cursor that points just after `row` in the order `sort`."""
     if sort == "hot":
         raw = f"h:{float(row.hot_score).hex()}:{row.id}"
+    elif sort == "search":  # GET /api/search (content/search.py): rank, then id
+        raw = f"s:{float(row.rank).hex()}:{row.id}"
     elif sort == "new":
         raw = f"n:{(row.created_at - _EPOCH) // _US}:{row.id}"
     else:
@@ -83,7 +86,7 @@ def decode_cursor(sort: str, cursor: str) -> tuple:
         if sort == "comments":
             return (_id(rest),)
         key, _, item_id = rest.partition(":")
-        if sort == "hot":
+        if sort in ("hot", "search"):
             score = float.fromhex(key)
             if not math.isfinite(score):
                 raise ValueError("not finite")
@@ -121,8 +124,10 @@ def table_estimate(table: str) -> float | None:
 
 
 def count_up_to(model, where=()) -> int:
-    """The rows of model matching where, counted up to EXACT_UP_TO + 1 at most."""
-    inner = select(literal(1)).select_from(model).where(*where).limit(EXACT_UP_TO + 1)
+    """The rows of model matching where and not removed, counted up to EXACT_UP_TO + 1 at
+    most."""
+    inner = (select(literal(1)).select_from(model).where(model.removed_at.is_(None), *where)
+             .limit(EXACT_UP_TO + 1))
     return db.session.scalar(select(func.count()).select_from(inner.subquery()))
 
 
@@ -193,7 +198,8 @@ def _statement(model, sort: str, parent: str | None, keyset: bool, offset: bool)
         order = (model.hot_score, model.id) if sort == "hot" else (model.created_at, model.id)
         desc = True
     stmt = (select(*(getattr(model, n) for n in names), User.id, User.username)
-            .join(User, User.id == model.author_id))
+            .join(User, User.id == model.author_id)
+            .where(model.removed_at.is_(None)))  # removed by a moderator: in no list
     if parent:
         stmt = stmt.where(getattr(model, parent) == bindparam("parent"))
     if keyset:

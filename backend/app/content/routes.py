@@ -21,8 +21,10 @@ from ..extensions import db, redis_client
 from ..models import COMMENT_MODELS, CONTENT_MODELS
 from ..rate_limits import write_per_user
 from ..realtime import emit
+from ..roles import staff_request
 from ..serializers import comment as comment_json
 from ..serializers import content as content_json
+from ..serializers import notification as notification_json
 from ..serializers import user_public
 from ..validation import (
     MAX_ID,
@@ -46,8 +48,9 @@ POST, ARTICLE = {"kind": "post"}, {"kind": "article"}  # the `defaults` of each 
 # --- helpers -------------------------------------------------------------------------------------
 
 def _load(kind: str, item_id: int):
+    """The item, or 404: also when a moderator removed it, but for staff."""
     item = db.session.get(CONTENT_MODELS[kind], item_id) if item_id <= MAX_ID else None
-    if item is None:
+    if item is None or (item.removed_at is not None and not staff_request()):
         raise not_found(kind)
     return item
 
@@ -81,9 +84,9 @@ def _item_cache() -> item_cache.ItemCache:
 
 
 def _load_entry(kind: str, item_id: int):
-    """(body without counts, counts) from PostgreSQL, or MISSING."""
+    """(body without counts, counts) from PostgreSQL, or MISSING (also once removed)."""
     item = db.session.get(CONTENT_MODELS[kind], item_id)
-    if item is None:
+    if item is None or item.removed_at is not None:
         return item_cache.MISSING
     body = content_json(item, kind)
     return body, body.pop("counts")
@@ -149,14 +152,14 @@ def show(kind: str, item_id: int):
         entry = _load_entry(kind, item_id)
         db.session.remove()
         if entry is item_cache.MISSING:
-            raise not_found(kind) from None
+            return _removed_for_staff(kind, item_id)
         return jsonify({**entry[0], "counts": entry[1]})
     entry = items.get(key, version) if counts is not None else None
     if entry is None:
         entry = items.load(key, version, lambda: _load_entry(kind, item_id))
         db.session.remove()  # give the connection back before talking to Redis again
         if entry is item_cache.MISSING:
-            raise not_found(kind)
+            return _removed_for_staff(kind, item_id)
         if counts is None:
             counts = entry[1]
             try:
@@ -166,6 +169,12 @@ def show(kind: str, item_id: int):
     if schedule:
         flush_views_soon()
     return jsonify({**entry[0], "counts": {**counts, "views": counts["views"] + pending}})
+
+
+def _removed_for_staff(kind: str, item_id: int):
+    """A missing item is 404; one a moderator removed is shown to staff, marked `removed`."""
+    item = _load(kind, item_id)
+    return jsonify({**content_json(item, kind), "removed": True})
 
 
 @posts.patch("/<int:item_id>", defaults=POST)
@@ -206,34 +215,49 @@ def delete(kind: str, item_id: int):
 
 # --- their comments ------------------------------------------------------------------------------
 
-# The parent's author and the new comment, in one statement and one commit (rawdb): no comment
-# without its parent (no row when there is none). A parent deleted meanwhile breaks the foreign
-# key: IntegrityError.
+# The parent's author, the new comment and, unless they are the same person, the parent's
+# author's notification of it, in one statement and one commit (rawdb): no comment without its
+# parent (no row when there is none). A parent deleted meanwhile breaks the foreign key:
+# IntegrityError.
 _INSERT_COMMENT = """
-WITH parent AS (SELECT author_id FROM {parents} WHERE id = %(parent_id)s),
+WITH parent AS (SELECT author_id FROM {parents}
+                WHERE id = %(parent_id)s AND removed_at IS NULL),
 comment AS (
   INSERT INTO {comments} (content, author_id, {parent_column})
   SELECT %(content)s, %(author_id)s, %(parent_id)s FROM parent
-  RETURNING id, content, created_at, likes_count)
-SELECT parent.author_id, comment.* FROM parent, comment
+  RETURNING id, content, created_at, likes_count),
+notification AS (
+  INSERT INTO notifications (user_id, actor_id, type, target_type, target_id, comment_id)
+  SELECT parent.author_id, %(author_id)s, 'comment', %(kind)s, %(parent_id)s, comment.id
+  FROM parent, comment WHERE parent.author_id <> %(author_id)s
+  RETURNING id, created_at)
+SELECT parent.author_id, comment.id, comment.content, comment.created_at, comment.likes_count,
+       notification.id, notification.created_at
+FROM parent CROSS JOIN comment LEFT JOIN notification ON true
 """
 
 
 def _insert_comment(kind: str, parent_id: int, content: str) -> SimpleNamespace | None:
-    """The comment stored (its columns and owner_id, the parent's author), or None: no parent."""
+    """The comment stored (its columns, owner_id: the parent's author, and notification: the
+    one stored for them, or None), or None: no parent."""
     sql = _INSERT_COMMENT.format(parents=CONTENT_MODELS[kind].__tablename__,
                                  comments=COMMENT_MODELS[kind].__tablename__,
                                  parent_column=f"{kind}_id")
     try:
         rows = rawdb.fetch(sql, {"parent_id": parent_id, "content": content,
-                                 "author_id": g.user.id}, commit=True)
+                                 "author_id": g.user.id, "kind": kind}, commit=True)
     except IntegrityError:
         return None
     if not rows:
         return None
-    owner_id, comment_id, content, created_at, likes_count = rows[0]
+    (owner_id, comment_id, content, created_at, likes_count, notification_id,
+     notified_at) = rows[0]
+    notification = None if notification_id is None else SimpleNamespace(
+        id=notification_id, type="comment", target_type=kind, target_id=parent_id,
+        comment_id=comment_id, read=False, created_at=notified_at)
     return SimpleNamespace(owner_id=owner_id, id=comment_id, content=content,
-                           created_at=created_at, likes_count=likes_count)
+                           created_at=created_at, likes_count=likes_count,
+                           notification=notification)
 
 
 @posts.post("/<int:item_id>/comments", defaults=POST)
@@ -251,12 +275,14 @@ def add_comment(kind: str, item_id: int):
     # notification is: a Celery task for each cost a broker publish here plus a task on the io
     # worker, a quarter of a comment's web CPU (docs/performance.md); the broker is the same
     # Redis, so a task would not have survived what makes this publish fail.
+    # The notification as GET /api/notifications lists it, plus `kind` and `comment` (the
+    # comment object) as older clients read them.
     actor = user_public(g.user)
     try:
         emit.comment(kind, item_id, data)
-        if owner_id != actor["id"]:
-            emit.notification(owner_id, {"kind": "comment", "actor": actor, "target_type": kind,
-                                         "target_id": item_id, "comment": data})
+        if comment.notification is not None:
+            emit.notification(owner_id, {**notification_json(comment.notification, actor=actor),
+                                         "kind": "comment", "comment": data})
     except (redis.exceptions.RedisError, OSError) as e:  # the comment itself is stored
         log.warning("comment %s not pushed live: %s", data["id"], e)
     return jsonify(data), 201
@@ -278,7 +304,8 @@ def list_comments(kind: str, item_id: int):
 def delete_comment(kind: str, item_id: int, comment_id: int):
     _load(kind, item_id)
     comment = db.session.get(COMMENT_MODELS[kind], comment_id) if comment_id <= MAX_ID else None
-    if comment is None or getattr(comment, f"{kind}_id") != item_id:
+    if (comment is None or getattr(comment, f"{kind}_id") != item_id
+            or comment.removed_at is not None):
         raise not_found("comment")
     if comment.author_id != g.user.id:
         raise APIError(403, "forbidden", "only the author may delete this comment")

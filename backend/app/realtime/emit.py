@@ -13,6 +13,10 @@ def user_room(user_id: int) -> str:
     return f"user:{user_id}"
 
 
+# Every connection of a moderator or admin: new reports (reports/routes.py).
+MODERATORS_ROOM = "moderators"
+
+
 def counts(kind: str, content_id: int, values: dict) -> None:
     socketio.emit("counts", {"target_type": kind, "target_id": content_id, "counts": values},
                   to=room(kind, content_id))

@@ -1,15 +1,18 @@
 """Socket.IO handlers on the default namespace."""
 from __future__ import annotations
 
-from flask_socketio import ConnectionRefusedError, join_room, leave_room
+from flask import request
+from flask_socketio import ConnectionRefusedError, join_room, leave_room, rooms
 
 from ..auth.security import user_from_token
 from ..errors import APIError
 from ..extensions import db, socketio
 from ..metrics import SOCKETIO_CONNECTIONS
 from ..models import CONTENT_MODELS
+from ..roles import STAFF, role_of
 from ..validation import Subscription, parse
-from .emit import room, user_room
+from . import sessions
+from .emit import MODERATORS_ROOM, room, user_room
 
 
 @socketio.on("connect")
@@ -20,14 +23,22 @@ def connect(auth=None):
         db.session.remove()
         if user is None:
             raise ConnectionRefusedError("invalid or expired token")
+        if user.banned:
+            raise ConnectionRefusedError("this account is banned")
         # A user's notifications go to a room only the server can put them in.
         join_room(user_room(user.id))
+        sessions.opened(user.id, request.sid)  # so that a ban can close it (sessions.py)
+        if role_of(user) in STAFF:  # named later: from the next connection on
+            join_room(MODERATORS_ROOM)
     SOCKETIO_CONNECTIONS.inc()
 
 
 @socketio.on("disconnect")
 def disconnect(reason=None):
     SOCKETIO_CONNECTIONS.dec()
+    for name in rooms():
+        if name.startswith("user:"):
+            sessions.closed(int(name.removeprefix("user:")), request.sid)
 
 
 def _subscription(data) -> tuple[dict | None, Subscription | None]:
@@ -44,7 +55,8 @@ def subscribe(data=None):
     if error:
         return error
     try:
-        exists = db.session.get(CONTENT_MODELS[sub.target_type], sub.target_id) is not None
+        item = db.session.get(CONTENT_MODELS[sub.target_type], sub.target_id)
+        exists = item is not None and item.removed_at is None
     finally:
         db.session.remove()
     if not exists:

@@ -21,7 +21,8 @@ def test_register_login_and_me(api):
     assert login.status_code == 200
     me = api.get("/api/me", token=login.json()["token"])
     assert me.status_code == 200
-    assert set(me.json()) == {"id", "username", "created_at"}
+    assert set(me.json()) == {"id", "username", "created_at", "role"}
+    assert me.json()["role"] == "user"
     assert me.json()["id"] == body["user"]["id"]
 
 

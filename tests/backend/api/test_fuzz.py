@@ -8,7 +8,7 @@ the database checked: no 5xx, no response outside the documented schema, no inva
   posts, articles and comments that exist (some the fuzzer's own, some another user's), so that
   edits, deletes, comments and actions really happen instead of all ending in 404.
 - test_stateful_workflows: chains along the document's links (create -> read, edit, comment,
-  delete), a bounded number of steps.
+  delete) among the posts', articles' and comments' operations, a bounded number of steps.
 - test_invariants_hold_after_fuzzing: in PostgreSQL no count is negative, every count column
   converges to its rows within a few seconds after the fuzzing stops, no reaction points to a
   missing target, no comment lacks its parent, and gunicorn logged no unhandled error.
@@ -83,6 +83,8 @@ def fuzz_world(server, stack_env):
     for kind in ("post", "article"):
         cursors[(kind, "comments")] = api.get(
             f"/api/{kind}s/{pool[kind][0]}/comments?per_page=1").json()["next_cursor"]
+        cursors[(kind, "search")] = api.get(  # the seed items' titles: "seed <i>"
+            "/api/search", params={"q": "seed", "type": kind, "per_page": 1}).json()["next_cursor"]
     WORLD.update(token=token, other=other, pool=pool, pairs=pairs, cursors=cursors,
                  sessions=(stack_env["SECRET_KEY"], sessions),
                  log_start=_gunicorn_log().stat().st_size if _gunicorn_log().exists() else 0)
@@ -174,14 +176,18 @@ def _map_list_query(method: str, path: str, query):
     every phase, and by the map_query hook to the state machine's."""
     if not WORLD or not isinstance(query, dict) or method.upper() != "GET":
         return query
-    if path not in ("/api/posts", "/api/articles") and not path.endswith("/comments"):
+    if path not in ("/api/posts", "/api/articles", "/api/search") \
+            and not path.endswith("/comments"):
         return query
     query = dict(query)
     kind = "article" if path.startswith("/api/articles") else "post"
     sort = "comments" if path.endswith("/comments") else query.get("sort", "new")
+    if path == "/api/search":
+        kind = query.get("type") if query.get("type") in ("post", "article") else "post"
+        sort = "search"
     cursor = query.get("cursor")
     if isinstance(cursor, str) and 1 <= len(cursor) <= 200 and sort in ("new", "hot",
-                                                                         "comments"):
+                                                                         "comments", "search"):
         query["cursor"] = WORLD["cursors"][(kind, sort)]
     page, per_page = _number(query.get("page", 1)), _number(query.get("per_page", 20))
     if _valid_page(page) and isinstance(per_page, int) and 1 <= per_page <= 100:
@@ -239,7 +245,11 @@ def test_stateful_workflows(server, fuzz_world):
     commented on and deleted, with every response checked against the document."""
     schema.config.update(base_url=server,
                          headers={"Authorization": f"Bearer {fuzz_world['token']}"})
-    machine = schema.exclude(path=sorted(SESSION_ENDING)).as_state_machine()
+    # Only the operations the links join (posts, articles, their comments): with every other
+    # operation among its rules, hypothesis saw rules valid in one run and not on replay (their
+    # validity follows the server's answers) and raised FlakyStrategyDefinition. The others are
+    # fuzzed one by one above.
+    machine = schema.include(path_regex="^/api/(posts|articles)").as_state_machine()
     calls_before = STATS["cases"]
     started = time.monotonic()
     machine.run(settings=settings(max_examples=STATEFUL_EXAMPLES, stateful_step_count=6,

@@ -33,6 +33,7 @@ MODELS = {
     "ContentUpdate": "ContentUpdate",
     "CommentCreate": "CommentCreate",
     "ActionBody": "ActionRequest",
+    "NotificationsRead": "NotificationsReadRequest",
 }
 BOUNDS = ("minLength", "maxLength", "minimum", "maximum")
 

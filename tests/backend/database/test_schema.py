@@ -57,7 +57,8 @@ def test_migrations_downgrade_and_upgrade(stack_env):
                 "SELECT tablename FROM pg_tables WHERE schemaname = 'public'").scalars())
         engine.dispose()
         assert {"users", "posts", "articles", "post_comments", "article_comments", "reactions",
-                "view_batches", "revoked_tokens", "reaction_notices", "alembic_version"} <= tables
+                "view_batches", "revoked_tokens", "reaction_notices", "notifications",
+                "alembic_version"} <= tables
 
 
 def test_usernames_that_differ_only_by_case_are_renamed_not_lost(stack_env):
@@ -137,8 +138,58 @@ def test_every_counter_task_retries_backing_service_errors():
     for name in ("update_post_counts", "update_article_counts", "update_post_view_count",
                  "update_post_comment_likes_count", "update_article_comment_likes_count",
                  "update_article_view_count", "flush_view_counts", "render_article",
-                 "recompute_hot_scores"):
+                 "recompute_hot_scores", "prune_notifications"):
         task = getattr(tasks, name)
         assert OperationalError in task.autoretry_for, name
         assert task.max_retries == RETRY_KWARGS["max_retries"] and task.retry_jitter, name
         assert task.acks_late and task.reject_on_worker_lost, name
+
+
+def test_existing_items_become_searchable_by_the_upgrade(stack_env):
+    """0009 on a database at 0008 holding 1,500 posts and 1,500 articles (more than one
+    batch of 1,000): every item gets its search vector, CJK runs as character pairs, and
+    `flask search index-missing` indexes items written later with plain SQL."""
+    import sqlalchemy
+
+    count = "SELECT count(*) FROM {} WHERE vector @@ to_tsquery('simple', :q)"
+    with _scratch_database(stack_env, "search") as env:
+        assert _flask(env, "upgrade", "0008").returncode == 0
+        engine = sqlalchemy.create_engine(env["DATABASE_URL"])
+        try:
+            with engine.begin() as conn:
+                uid = conn.execute(sqlalchemy.text(
+                    "INSERT INTO users (username, password_hash) VALUES ('old', 'x') RETURNING id"
+                )).scalar()
+                for table in ("posts", "articles"):
+                    conn.execute(sqlalchemy.text(
+                        f"INSERT INTO {table} (author_id, title, content) "
+                        "SELECT :uid, 'Old ' || i, '我昨天在知乎上写了回答 number' || i "
+                        "FROM generate_series(1, 1500) AS i"), {"uid": uid})
+            result = _flask(env, "upgrade")
+            assert result.returncode == 0, result.stderr
+            with engine.connect() as conn:
+                for table in ("post_search", "article_search"):
+                    assert conn.execute(sqlalchemy.text(f"SELECT count(*) FROM {table}")
+                                        ).scalar() == 1500
+                    assert conn.execute(sqlalchemy.text(count.format(table)),
+                                        {"q": "知乎 <-> 乎上"}).scalar() == 1500
+                    assert conn.execute(sqlalchemy.text(count.format(table)),
+                                        {"q": "number1234 & old"}).scalar() == 1
+                    assert conn.execute(sqlalchemy.text(count.format(table)),
+                                        {"q": "乎知"}).scalar() == 0
+            with engine.begin() as conn:  # written by SQL, as by an older release
+                conn.execute(sqlalchemy.text(
+                    "INSERT INTO posts (author_id, title, content) VALUES "
+                    "(:uid, '新的', '鑫淼阁'), (:uid, '也是', '鑫淼阁')"), {"uid": uid})
+            done = subprocess.run(
+                [sys.executable, "-m", "flask", "--app", "app", "search", "index-missing"],
+                cwd=BACKEND, env={**os.environ, **env}, capture_output=True, text=True,
+                timeout=120)
+            assert done.returncode == 0, done.stderr
+            assert "posts indexed: 2" in done.stdout and "articles indexed: 0" in done.stdout
+            with engine.connect() as conn:
+                assert conn.execute(sqlalchemy.text(count.format("post_search")),
+                                    {"q": "鑫淼 <-> 淼阁"}).scalar() == 2
+            assert _flask(env, "downgrade", "0008").returncode == 0
+        finally:
+            engine.dispose()

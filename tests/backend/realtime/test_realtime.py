@@ -109,11 +109,39 @@ def test_authors_are_notified_of_actions_on_their_content_only(api, listen):
     api.post(f"/api/posts/{post['id']}/comments", token=fan, json={"content": "hi"})
     like = author_client.next("notification", lambda d: d["kind"] == "like")
     comment = author_client.next("notification", lambda d: d["kind"] == "comment")
-    assert like == {"kind": "like", "actor": {"id": fan_user["id"],
-                                              "username": fan_user["username"]},
-                    "target_type": "post", "target_id": post["id"]}
+    # What clients of the first release read is still there (`kind`, `actor`, `target_*`).
+    assert like.items() >= {"kind": "like", "actor": {"id": fan_user["id"],
+                                                      "username": fan_user["username"]},
+                            "target_type": "post", "target_id": post["id"]}.items()
     assert comment["actor"]["id"] == fan_user["id"] and comment["target_id"] == post["id"]
     assert bystander_client.next("notification", timeout=1.5) is None
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_the_pushed_notification_is_the_stored_one(api, listen, transport):
+    """The live `notification` carries the stored notification: the same id and fields as
+    GET /api/notifications lists, plus `kind` (and `comment` for a comment)."""
+    _, author = api.register()
+    _, fan = api.register()
+    post = api.create("post", author)
+    client = listen(transport, token=author)
+    assert api.act(fan, "like", "post", post["id"]).status_code == 200
+    like = client.next("notification", lambda d: d["kind"] == "like")
+    created = api.post(f"/api/posts/{post['id']}/comments", token=fan,
+                       json={"content": "stored too"}).json()
+    comment = client.next("notification", lambda d: d["kind"] == "comment")
+    assert like is not None and comment is not None
+    listed = api.get("/api/notifications", token=author).json()["items"]
+    stored_comment, stored_like = listed
+    assert like["id"] == stored_like["id"] and comment["id"] == stored_comment["id"]
+    assert like == {**stored_like, "kind": "like"}
+    assert comment == {**stored_comment, "kind": "comment", "comment": created}
+    assert comment["type"] == "comment" and comment["comment_id"] == created["id"]
+    # Like, unlike, like again: nothing more is pushed, nothing more is stored.
+    api.act(fan, "like", "post", post["id"], undo=True)
+    api.act(fan, "like", "post", post["id"])
+    assert client.next("notification", timeout=1.5) is None
+    assert len(api.get("/api/notifications", token=author).json()["items"]) == 2
 
 
 def test_like_unlike_like_notifies_once(api, listen):

@@ -45,6 +45,8 @@ def world(server, stack_env):
     api = API(server)
     owner, owner_token = api.register("acl")
     ids = api.items_with_comments(owner_token)
+    ids["report"] = api.post("/api/reports", token=owner_token, json={
+        "target_type": "post", "target_id": ids["post"], "reason": "r"}).json()["id"]
     secret = stack_env["SECRET_KEY"]
     claims = URLSafeTimedSerializer(secret, salt="synspirit-auth").loads(owner_token)
     return {"api": api, "owner": owner, "owner_token": owner_token, "ids": ids, "secret": secret,
@@ -80,7 +82,13 @@ def _row_total(db) -> int:
     return db.execute(text(
         "SELECT (SELECT count(*) FROM posts) + (SELECT count(*) FROM articles)"
         " + (SELECT count(*) FROM post_comments) + (SELECT count(*) FROM article_comments)"
-        " + (SELECT count(*) FROM reactions)")).scalar()
+        " + (SELECT count(*) FROM reactions)"
+        " + (SELECT count(*) FROM notifications) + (SELECT count(*) FROM notifications"
+        "    WHERE read)"
+        " + (SELECT count(*) FROM reports) + (SELECT count(*) FROM reports WHERE status = 'open')"
+        " + (SELECT count(*) FROM moderation_log)"
+        " + (SELECT count(*) FROM users WHERE banned_at IS NOT NULL OR role <> 'user')"
+        )).scalar()
 
 
 def test_the_document_marks_every_write_as_secured():
@@ -89,7 +97,10 @@ def test_the_document_marks_every_write_as_secured():
               if m in ("post", "patch", "delete", "put")} - {("POST", "/api/auth/register"),
                                                             ("POST", "/api/auth/login")}
     assert writes <= set(SECURED) and ("GET", "/api/me") in SECURED
-    assert len(SECURED) == 15
+    # Reads of one's own data too: the notifications; and the staff's reads.
+    assert {("GET", "/api/notifications"), ("GET", "/api/reports"),
+            ("GET", "/api/moderation/log")} <= set(SECURED)
+    assert len(SECURED) == 24
 
 
 @pytest.mark.parametrize("bad", BAD_TOKENS)
@@ -98,7 +109,8 @@ def test_secured_operations_refuse_bad_tokens_and_write_nothing(world, db, metho
     ids = world["ids"]
     kind = "article" if path.startswith("/api/articles") else "post"
     url = path.replace("{item_id}", str(ids[kind])).replace(
-        "{comment_id}", str(ids[f"{kind}_comment"]))
+        "{comment_id}", str(ids[f"{kind}_comment"])).replace(
+        "{report_id}", str(ids["report"])).replace("{username}", world["owner"]["username"])
     token = {
         "missing": None,
         "garbage": "x" * 40,

@@ -62,6 +62,10 @@ def test_bench_quick_writes_every_figure(tmp_path):
         assert _number(f["lists"][key]["rps"]) and _number(f["lists"][key]["ratio"]), key
         assert f["lists"][key]["non_2xx"] == 0, (key, f["lists"][key])
     assert "cursor=" in f["lists"]["paths"]["deep_hot"]
+    x = f["search"]  # search over search_posts rows (search_bench.py)
+    assert _number(x["p50_ms"]) and _number(x["p95_ms"]) and _number(x["ratio"]), x
+    assert x["search"]["non_2xx"] == 0 and x["floor"]["non_2xx"] == 0, x
+    assert all(q["items"] > 0 for q in x["queries"].values()), x["queries"]
     seed = f["seed"]  # the seed's design side by side (seed_compare.py)
     for kind in ("views", "likes"):
         for design in ("ours", "seed"):

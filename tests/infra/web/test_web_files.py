@@ -70,6 +70,7 @@ def test_env_files_are_readable_only_by_root_and_the_service_user(host):
     ("REGISTER_RATE_LIMIT", "synspirit_register_rate_limit"),
     ("WRITE_RATE_LIMIT", "synspirit_write_rate_limit"),
     ("VIEW_DEDUP_SECONDS", "synspirit_view_dedup_seconds"),
+    ("NOTIFICATION_RETENTION_DAYS", "synspirit_notification_retention_days"),
 ])
 def test_optional_settings_of_the_inventory_reach_the_environment(host, name, variable):
     """A rate limit or view window the inventory sets is in synspirit.env; one it leaves empty
@@ -77,6 +78,15 @@ def test_optional_settings_of_the_inventory_reach_the_environment(host, name, va
     wanted = host.ansible.get_variables().get(variable, "")
     env = host.check_output("cat /etc/synspirit/synspirit.env").splitlines()
     written = [line.partition("=")[2] for line in env if line.startswith(f"{name}=")]
+    assert written == ([wanted] if wanted else [])
+
+
+def test_the_inventorys_admins_reach_the_environment(host):
+    """synspirit_admins is SYNSPIRIT_ADMINS in synspirit.env, comma-separated (the lab names
+    lab_admin); an empty list writes nothing."""
+    wanted = ",".join(host.ansible.get_variables().get("synspirit_admins", []))
+    env = host.check_output("cat /etc/synspirit/synspirit.env").splitlines()
+    written = [line.partition("=")[2] for line in env if line.startswith("SYNSPIRIT_ADMINS=")]
     assert written == ([wanted] if wanted else [])
 
 

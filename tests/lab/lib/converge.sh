@@ -37,6 +37,8 @@ synspirit_write_rate_limit: 100000 per minute
 # Chaos compares every view a client was served with what PostgreSQL counted: every read counts
 # (production counts one per viewer and item every 10 minutes; tests/backend checks that).
 synspirit_view_dedup_seconds: "0"
+# The lab's admin (SYNSPIRIT_ADMINS): the end-to-end tests register it to moderate.
+synspirit_admins: [lab_admin]
 EOF
 }
 
@@ -80,7 +82,18 @@ run_playbook() {
         ANSIBLE_CALLBACKS_ENABLED=${ANSIBLE_CALLBACKS_ENABLED:-ansible.posix.profile_tasks} \
         ansible-playbook -i "inventories/lab$SUFFIX/hosts.ini" site.yml "$@") 2>&1 | tee "$log" || rc=$?
     ln -sf "$(basename "$log")" "$RUN/ansible-last.log"
-    ((rc == 0)) || die "ansible-playbook failed (rc=$rc), see $log"
+    if ((rc != 0)); then
+        print_failures "$log"
+        die "ansible-playbook failed (rc=$rc), see $log"
+    fi
+}
+
+print_failures() {  # LOG: each failed task and its message, last (CI shows a run's tail only)
+    echo "[lab] what failed in this converge:" >&2
+    sed 's/\x1b\[[0-9;]*m//g' "$1" | awk '
+        /^TASK \[/ { task = $0 }
+        /^(fatal|failed):|UNREACHABLE!|^ERROR!/ { print task; print substr($0, 1, 1500) }' |
+        tail -n 40 >&2
 }
 
 record_timing() {  # KIND SECONDS

@@ -1,0 +1,35 @@
+"""GET /api/moderation/log: who did what to which target, when and why (staff only)."""
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+from sqlalchemy.orm import selectinload
+
+from ..extensions import db
+from ..models import ModerationEntry
+from ..roles import STAFF, role_required
+from ..serializers import moderation_entry
+from ..validation import LogQuery, query
+
+bp = Blueprint("moderation", __name__)
+
+
+def record(moderator_id: int, action: str, target_type: str, target_id: int,
+           reason: str | None = None, detail: dict | None = None) -> None:
+    """Add an entry to the session: it commits with the action it records, or not at all.
+    detail: what the action set (a ban's end, a role), or where the target is."""
+    db.session.add(ModerationEntry(moderator_id=moderator_id, action=action,
+                                   target_type=target_type, target_id=target_id, reason=reason,
+                                   detail=detail or None))
+
+
+@bp.get("/api/moderation/log")
+@role_required(*STAFF)
+def log():
+    args = query(LogQuery)
+    stmt = (db.select(ModerationEntry).options(selectinload(ModerationEntry.moderator))
+            .order_by(ModerationEntry.id.desc()).limit(args.limit))
+    if args.before is not None:
+        stmt = stmt.where(ModerationEntry.id < args.before)
+    entries = db.session.scalars(stmt).all()
+    return jsonify({"items": [moderation_entry(e) for e in entries],
+                    "next_before": entries[-1].id if len(entries) == args.limit else None})
