@@ -54,31 +54,34 @@ def create_app(config: dict | None = None):
 
     # Blueprints: one per feature (content: one per kind), each defined at the top of the
     # module holding its routes, every route declared by a decorator on its view function.
-    from . import actions, auth, content, metrics, moderation, openapi, ops, reports, users, web
+    from . import (
+        actions,
+        auth,
+        content,
+        metrics,
+        moderation,
+        notifications,
+        openapi,
+        ops,
+        reports,
+        search,  # noqa: F401  (its tables and the hooks that keep them)
+        users,
+        web,
+    )
+    from .content.search import bp as search_bp
     from .realtime import events  # noqa: F401  (registers the Socket.IO handlers)
 
-    for bp in (ops.bp, auth.bp, content.posts, content.articles, actions.bp, openapi.bp,
-               metrics.bp, web.bp):
+    for bp in (ops.bp, auth.bp, content.posts, content.articles, actions.bp, search_bp,
+               notifications.bp, reports.bp, moderation.bp, users.bp, openapi.bp, metrics.bp,
+               web.bp):
         app.register_blueprint(bp)
-    app.register_blueprint(users.bp)
-    app.register_blueprint(moderation.bp)
-    app.register_blueprint(reports.bp)
-    from . import notifications
-
-    app.register_blueprint(notifications.bp)
-    # Search (app/search.py: its tables and the hooks that keep them, content/search.py).
-    from . import search  # noqa: F401
-    from .content.search import bp as search_bp
-
-    app.register_blueprint(search_bp)
 
     # Operators' commands (`flask --app app ...`, docs/operations.md).
+    from .search_cli import search as search_cli
     from .users.cli import users as users_cli
 
-    app.cli.add_command(users_cli)
-    from .search_cli import search as search_cli
-
-    app.cli.add_command(search_cli)
+    for command in (users_cli, search_cli):
+        app.cli.add_command(command)
 
     # Error handlers.
     from .errors import register_error_handlers
