@@ -60,11 +60,9 @@ def remove(target_type: str, target_id: int, moderator_id: int, reason: str | No
 
 
 def after_removal(target_type: str, item, notice=None) -> None:
-    """Once committed: caches, counts, live subscribers and the author's live notification."""
-    if notice is not None:
-        emit.notification(notice.user_id, serializers.notification(notice))
+    """Once committed: caches, counts, live subscribers and the author's live notification
+    (each logged, not raised, when Redis is away: the removal itself is stored)."""
     parent = parent_of(target_type, item)
-    event = {"target_type": target_type, "target_id": item.id}
     if parent is None:
         current_app.extensions["synspirit_item_cache"].pop((target_type, item.id))
         try:  # every instance reloads the item (now 404) and the first pages of its lists
@@ -72,6 +70,19 @@ def after_removal(target_type: str, item, notice=None) -> None:
         except (redis.exceptions.RedisError, OSError) as e:
             log.warning("removed %s %s stays in other instances' caches until they expire: %s",
                         target_type, item.id, e)
+    else:
+        recount(*parent)  # comments_count without it
+    try:
+        _tell(target_type, item, parent, notice)
+    except (redis.exceptions.RedisError, OSError) as e:
+        log.warning("removal of %s %s not pushed live: %s", target_type, item.id, e)
+
+
+def _tell(target_type: str, item, parent, notice) -> None:
+    if notice is not None:
+        emit.notification(notice.user_id, serializers.notification(notice))
+    event = {"target_type": target_type, "target_id": item.id}
+    if parent is None:
         # Its subscribers hear it once more, then nothing: the room is closed on every instance.
         socketio.emit("removed", event, to=room(target_type, item.id))
         socketio.close_room(room(target_type, item.id))
@@ -80,4 +91,3 @@ def after_removal(target_type: str, item, notice=None) -> None:
         socketio.emit("removed", {**event, "parent": {"target_type": kind,
                                                        "target_id": parent_id}},
                       to=room(kind, parent_id))
-        recount(kind, parent_id)  # comments_count without it

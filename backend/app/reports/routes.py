@@ -2,8 +2,10 @@
 New reports reach the staff live (the `report` event, realtime/events.py's `moderators` room)."""
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timezone
 
+import redis.exceptions
 from flask import Blueprint, g, jsonify
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -21,6 +23,7 @@ from ..roles import STAFF, role_required
 from ..validation import ReportCreate, ReportQuery, ReportResolve, json_body, query
 
 bp = Blueprint("reports", __name__)
+log = logging.getLogger(__name__)
 
 
 def _live_target(target_type: str, target_id: int):
@@ -60,7 +63,10 @@ def create():
         raise APIError(409, "already_reported",
                        "you have an open report of this already") from None
     out = serializers.report(report)
-    socketio.emit("report", out, to=MODERATORS_ROOM)
+    try:
+        socketio.emit("report", out, to=MODERATORS_ROOM)
+    except (redis.exceptions.RedisError, OSError) as e:  # the report is stored and listed
+        log.warning("report %s not pushed live: %s", report.id, e)
     return jsonify(out), 201
 
 

@@ -1,8 +1,10 @@
 """Staff acting on accounts: PUT /api/users/<username>/role (admins name and unname
 moderators), POST and DELETE /api/users/<username>/ban (moderators ban and lift bans). Each
 change is in the moderation log, committed with it."""
+import logging
 from datetime import datetime, timezone
 
+import redis.exceptions
 from flask import Blueprint, g, jsonify
 
 from .. import serializers
@@ -15,6 +17,7 @@ from ..roles import STAFF, role_of, role_required
 from ..validation import BanRequest, RoleChange, json_body
 
 bp = Blueprint("users", __name__)
+log = logging.getLogger(__name__)
 
 
 def account(username: str):
@@ -59,7 +62,10 @@ def ban(username: str):
            {"username": user.username, "until": serializers.iso(body.until)})
     db.session.commit()
     # After the commit: a connection that comes back is refused (realtime/events.py).
-    sessions.close_all(user.id)
+    try:
+        sessions.close_all(user.id)
+    except (redis.exceptions.RedisError, OSError) as e:  # the ban itself is stored
+        log.warning("live connections of banned user %s not closed: %s", user.id, e)
     return jsonify(serializers.ban(user))
 
 
