@@ -110,6 +110,16 @@ _ESTIMATE_SQL = text("""
     FROM pg_class c WHERE c.oid = CAST(:table AS regclass)""")
 
 
+def newest_first(stmt, column, q) -> tuple[list, int | None]:
+    """The lists paged by id (notifications, reports, the moderation log): stmt's rows with
+    `column` below q.before, highest first, q.limit of them, and the `before` of the next page
+    (None on the last: one row more is read to know)."""
+    if q.before is not None:
+        stmt = stmt.where(column < q.before)
+    rows = db.session.scalars(stmt.order_by(column.desc()).limit(q.limit + 1)).all()
+    return rows[:q.limit], (rows[q.limit - 1].id if len(rows) > q.limit else None)
+
+
 def table_estimate(table: str) -> float | None:
     """PostgreSQL's estimate of the table's rows (None before its first ANALYZE or VACUUM),
     read at most every ESTIMATE_TTL seconds per process."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 from sqlalchemy.orm import selectinload
 
+from ..content.pages import newest_first
 from ..extensions import db
 from ..models import ModerationEntry
 from ..roles import STAFF, role_required
@@ -26,10 +27,8 @@ def record(moderator_id: int, action: str, target_type: str, target_id: int,
 @role_required(*STAFF)
 def log():
     args = query(LogQuery)
-    stmt = (db.select(ModerationEntry).options(selectinload(ModerationEntry.moderator))
-            .order_by(ModerationEntry.id.desc()).limit(args.limit))
-    if args.before is not None:
-        stmt = stmt.where(ModerationEntry.id < args.before)
-    entries = db.session.scalars(stmt).all()
+    entries, next_before = newest_first(
+        db.select(ModerationEntry).options(selectinload(ModerationEntry.moderator)),
+        ModerationEntry.id, args)
     return jsonify({"items": [moderation_entry(e) for e in entries],
-                    "next_before": entries[-1].id if len(entries) == args.limit else None})
+                    "next_before": next_before})

@@ -11,6 +11,7 @@ from flask import Blueprint, g, jsonify
 from sqlalchemy import func, select, update
 
 from ..auth.security import login_required
+from ..content.pages import newest_first
 from ..extensions import db
 from ..models import Notification
 from ..serializers import notification as notification_json
@@ -23,18 +24,14 @@ bp = Blueprint("notifications", __name__, url_prefix="/api/notifications")
 @login_required
 def index():
     q = query(NotificationQuery)
-    # One more than asked: whether there is a next page (ix_notifications_user_id_id).
-    stmt = (select(Notification).where(Notification.user_id == g.user.id)
-            .order_by(Notification.id.desc()).limit(q.limit + 1))
-    if q.before is not None:
-        stmt = stmt.where(Notification.id < q.before)
-    rows = db.session.scalars(stmt).all()
-    more, rows = len(rows) > q.limit, rows[:q.limit]
+    # ix_notifications_user_id_id
+    rows, next_before = newest_first(
+        select(Notification).where(Notification.user_id == g.user.id), Notification.id, q)
     # From the partial index of unread rows (ix_notifications_unread).
     unread = db.session.scalar(select(func.count()).select_from(Notification).where(
         Notification.user_id == g.user.id, ~Notification.read))
     body = {"items": [notification_json(row) for row in rows], "unread_count": unread,
-            "next_before": rows[-1].id if more else None}
+            "next_before": next_before}
     db.session.remove()
     return jsonify(body)
 

@@ -9,9 +9,11 @@ import redis.exceptions
 from flask import Blueprint, g, jsonify
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
 
 from .. import serializers
 from ..auth.security import login_required
+from ..content.pages import newest_first
 from ..errors import APIError, not_found
 from ..extensions import db, socketio
 from ..models import TARGET_MODELS, Report
@@ -74,16 +76,15 @@ def create():
 @role_required(*STAFF)
 def index():
     args = query(ReportQuery)
-    stmt = (select(Report).where(Report.status == args.status)
-            .order_by(Report.id.desc()).limit(args.limit))
-    if args.before is not None:
-        stmt = stmt.where(Report.id < args.before)
-    reports = db.session.scalars(stmt).all()
+    reports, next_before = newest_first(
+        select(Report).where(Report.status == args.status)
+        .options(selectinload(Report.reporter), selectinload(Report.resolved_by)),
+        Report.id, args)
     previews = _previews(reports)
     return jsonify({
         "items": [serializers.report(r, previews.get((r.target_type, r.target_id)))
                   for r in reports],
-        "next_before": reports[-1].id if len(reports) == args.limit else None,
+        "next_before": next_before,
     })
 
 
