@@ -29,9 +29,22 @@ forwarded_allow_ips = os.environ.get("SYNSPIRIT_WEB_FORWARDED_ALLOW_IPS") or "12
 control_socket_disable = True
 
 
+def on_starting(server):
+    """jieba's dictionary loaded by the master before it listens, so the worker inherits it: a
+    worker that loads it after the master listens leaves nginx's first requests waiting (over
+    15 s on a booting host, docs/reliability.md). Only jieba here: the application itself is
+    imported by the worker, after gevent's patching."""
+    import logging
+
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    jieba.initialize()
+
+
 def post_worker_init(worker):
-    """jieba's dictionary (search queries, app/search.py) loaded before the first request, not
-    by it (about a second)."""
+    """app/search.py's handle on jieba set before the first request (the dictionary is already
+    loaded: on_starting)."""
     from app.search import load_dictionary
 
     load_dictionary()

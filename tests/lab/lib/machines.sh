@@ -41,6 +41,10 @@ Name=host0
 [Network]
 Address=$addr/24
 Gateway=$BRIDGE_ADDR
+# A server's address stays when its link goes down, as on ifupdown: the network-cut scenario
+# must not take PostgreSQL's listen address away (it came back on 127.0.0.1 only).
+IgnoreCarrierLoss=yes
+ConfigureWithoutCarrier=yes
 EOF
     install -d -m 0700 "$root/root/.ssh"
     install -m 0600 "$SSH_KEY.pub" "$root/root/.ssh/authorized_keys"
