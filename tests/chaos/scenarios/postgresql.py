@@ -35,7 +35,7 @@ def leader_key(exclude: frozenset[str]) -> str | None:
     answers in milliseconds, patronictl in a second or two)."""
     for host in ETCD:
         if host not in exclude:
-            out = ssh(host, "etcdctl get --print-value-only /synspirit/15-main/leader",
+            out = ssh(host, "synspirit-etcdctl get --print-value-only /synspirit/15-main/leader",
                       timeout=10, check=False)
             return out.strip() or None
     return None
@@ -204,7 +204,8 @@ def etcd_leader(exclude: frozenset[str] = frozenset()) -> str:
     """The etcd member that is the raft leader, by inventory name, asked on a member not in
     `exclude` (with a member down etcdctl exits 1 but still prints the others' status)."""
     asked = next(h for h in ETCD if h not in exclude)
-    status = json.loads(ssh(asked, "etcdctl endpoint status --cluster -w json 2>/dev/null", check=False))
+    status = json.loads(ssh(asked, "synspirit-etcdctl endpoint status --cluster -w json 2>/dev/null",
+                            check=False))
     by_address = {INV["addresses"][h]: h for h in ETCD}
     for s in status:
         if s["Status"]["leader"] == s["Status"]["header"]["member_id"]:
@@ -226,8 +227,8 @@ def s_crash_etcd_member() -> list[dict]:
         time.sleep(max(0.0, ETCD_DOWN_S - (time.monotonic() - t)))
         during = cluster()
         ssh(victim, "systemctl start etcd")
-        healthy = wait_for(lambda: "is healthy" in ssh(victim, "etcdctl endpoint health 2>&1", check=False),
-                           60, 1)
+        healthy = wait_for(lambda: "is healthy" in ssh(victim, "synspirit-etcdctl endpoint health 2>&1",
+                                                       check=False), 60, 1)
         after = cluster()
         run.notes.append(f"etcd leader {victim} down {ETCD_DOWN_S} s; new etcd leader {new_leader} "
                          f"after <= {elected:.1f} s; PostgreSQL primary {primary}")

@@ -89,10 +89,10 @@ def test_a_replica_refuses_writes(cluster, lab_host):
 def test_etcd_has_every_member_and_a_leader(lab_host, inventory):
     """Every etcd member is started and healthy, and the cluster has a leader."""
     host = lab_host(inventory["groups"]["etcd"][0])
-    members = host.check_output("etcdctl member list").splitlines()
+    members = host.check_output("synspirit-etcdctl member list").splitlines()
     assert sorted(line.split(", ")[2] for line in members) == inventory["groups"]["etcd"]
     assert all(line.split(", ")[1] == "started" for line in members), members
-    status = json.loads(host.check_output("etcdctl endpoint status --cluster -w json"))
+    status = json.loads(host.check_output("synspirit-etcdctl endpoint status --cluster -w json"))
     leaders = {s["Status"]["leader"] for s in status}
     assert len(status) == len(inventory["groups"]["etcd"]) and len(leaders) == 1, status
 
@@ -122,14 +122,16 @@ RENEW_AS_ANOTHER = """
 import json, sys
 from patroni.dcs.etcd3 import Etcd3
 dcs = Etcd3({'hosts': sys.argv[1].split(','), 'scope': '15-main', 'namespace': '/synspirit/',
-             'name': 'not-a-member', 'ttl': 15, 'retry_timeout': 5, 'loop_wait': 5})
+             'name': 'not-a-member', 'ttl': 15, 'retry_timeout': 5, 'loop_wait': 5,
+             'protocol': 'https', 'cacert': '/etc/ssl/synspirit/ca.crt',
+             'cert': '/etc/ssl/synspirit/host.crt', 'key': '/etc/ssl/private/synspirit-host.key'})
 print(json.dumps(bool(dcs._update_leader())))
 """
 
 
 def test_a_member_that_is_not_the_leader_cannot_renew_the_leader_key(cluster, lab_host, inventory):
     replica = lab_host(cluster["replicas"][0])
-    leader_key = "etcdctl get --print-value-only /synspirit/15-main/leader"
+    leader_key = "synspirit-etcdctl get --print-value-only /synspirit/15-main/leader"
     hosts = ",".join(f"{inventory['addresses'][m]}:2379" for m in inventory["groups"]["etcd"])
     renewed = replica.check_output("python3 -c %s %s", RENEW_AS_ANOTHER, hosts)
     assert json.loads(renewed.splitlines()[-1]) is False
