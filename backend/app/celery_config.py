@@ -84,6 +84,10 @@ def settings(flask_config: dict) -> dict:
         "result_backend_transport_options": {"visibility_timeout": visibility, **sentinel},
         "broker_pool_limit": 10,
         "broker_connection_retry_on_startup": True,
+        # TLS (a rediss URL): kombu, Celery's result backend and RedBeat check the server's
+        # certificate (the Sentinels' own connections: sentinel_kwargs above).
+        **({"broker_use_ssl": redis_location.ssl_options(),
+            "redis_backend_use_ssl": redis_location.ssl_options()} if redis_location.tls else {}),
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],

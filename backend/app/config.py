@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import ssl
 from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit
 
@@ -40,7 +41,11 @@ class RedisLocation:
     app's own client): a plain `redis://` URL used as given, or the master that Redis Sentinels
     name, `redis+sentinel://[[USER]:PASSWORD@]HOST[:PORT],HOST[:PORT].../[MASTER[/DB]]`
     (port 26379, master `synspirit`, db 0 unless given). The password (and user) authenticate
-    to the Sentinels and to the master alike."""
+    to the Sentinels and to the master alike.
+
+    TLS: `rediss://` (one server) and `rediss+sentinel://` (the Sentinels and the master) make
+    every client check the server's certificate against REDIS_TLS_CA_FILE (else the system's
+    CAs) and, unless REDIS_TLS_CHECK_HOSTNAME=0, the name or address it was reached at."""
 
     url: str
     sentinels: tuple[tuple[str, int], ...] = ()  # empty: a plain Redis URL
@@ -48,6 +53,16 @@ class RedisLocation:
     username: str | None = None
     password: str | None = None
     db: int = 0
+    tls: bool = False
+    tls_ca_file: str | None = None
+    tls_check_hostname: bool = True
+
+    def ssl_options(self) -> dict:
+        """redis-py's (and kombu's, RedBeat's) SSL connection options; {} without TLS."""
+        if not self.tls:
+            return {}
+        return {"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_ca_certs": self.tls_ca_file,
+                "ssl_check_hostname": self.tls_check_hostname}
 
     @property
     def auth(self) -> dict:
@@ -60,7 +75,8 @@ class RedisLocation:
         from redis.retry import Retry
 
         return {**self.auth, "socket_timeout": SENTINEL_TIMEOUT,
-                "socket_connect_timeout": SENTINEL_TIMEOUT, "retry": Retry(NoBackoff(), 0)}
+                "socket_connect_timeout": SENTINEL_TIMEOUT, "retry": Retry(NoBackoff(), 0),
+                **({"ssl": True, **self.ssl_options()} if self.tls else {})}
 
     def celery_url(self) -> str:
         """Celery's broker and result backend URL: kombu's `sentinel://...;sentinel://...`."""
@@ -83,7 +99,7 @@ class RedisLocation:
         the same master as everything else (a majority of the Sentinels, not the first that
         answers)."""
         if not self.sentinels:
-            return self.url, {}
+            return self.url, self.ssl_options()
         from .redis_connect import connect, web_options
 
         client = connect(self.url, **web_options())
@@ -94,11 +110,29 @@ def _netloc(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def _redis_tls() -> dict:
+    """REDIS_TLS_CA_FILE and REDIS_TLS_CHECK_HOSTNAME, for a rediss URL; ConfigError when the CA
+    file cannot be read (a typo would otherwise show only as failed connections)."""
+    ca_file = os.environ.get("REDIS_TLS_CA_FILE") or None
+    if ca_file:
+        try:
+            ssl.create_default_context(cafile=ca_file)
+        except (OSError, ssl.SSLError) as e:
+            raise ConfigError(f"REDIS_TLS_CA_FILE: cannot read CA certificates from {ca_file}: "
+                              f"{e}") from e
+    check = os.environ.get("REDIS_TLS_CHECK_HOSTNAME", "1").strip().lower()
+    if check not in ("0", "1", "true", "false", "yes", "no"):
+        raise ConfigError("REDIS_TLS_CHECK_HOSTNAME must be 1 or 0")
+    return {"tls": True, "tls_ca_file": ca_file,
+            "tls_check_hostname": check in ("1", "true", "yes")}
+
+
 def parse_redis_url(url: str) -> RedisLocation:
-    """REDIS_URL -> RedisLocation; ConfigError when a redis+sentinel:// URL is malformed."""
+    """REDIS_URL -> RedisLocation; ConfigError when a redis+sentinel:// URL is malformed or the
+    TLS settings of a rediss URL are unusable."""
     scheme = url.partition("://")[0].lower()
-    if scheme != "redis+sentinel":
-        return RedisLocation(url=url)
+    if scheme not in ("redis+sentinel", "rediss+sentinel"):
+        return RedisLocation(url=url, **(_redis_tls() if scheme == "rediss" else {}))
     parts = urlsplit(url)
     userinfo, _, hostlist = parts.netloc.rpartition("@")
     username, _, password = userinfo.partition(":")
@@ -115,9 +149,10 @@ def parse_redis_url(url: str) -> RedisLocation:
         sentinels.append((host, port))
     path = [unquote(p) for p in parts.path.split("/")[1:]]
     if parts.query or parts.fragment or len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
-        raise ConfigError("REDIS_URL: expected redis+sentinel://[[USER]:PASSWORD@]HOST[:PORT],"
+        raise ConfigError(f"REDIS_URL: expected {scheme}://[[USER]:PASSWORD@]HOST[:PORT],"
                           "HOST[:PORT].../MASTER_NAME[/DB]")
     return RedisLocation(url=url, sentinels=tuple(sentinels),
+                         **(_redis_tls() if scheme == "rediss+sentinel" else {}),
                          master=(path[0] if path and path[0] else SENTINEL_MASTER),
                          username=unquote(username) or None, password=unquote(password) or None,
                          db=int(path[1]) if len(path) == 2 else 0)

@@ -1,12 +1,13 @@
 """Redis clients from REDIS_URL (config.parse_redis_url): for the one server of a `redis://`
-URL, or for the master that the Sentinels of a `redis+sentinel://` URL name, followed across
-failovers without a restart."""
+(`rediss://`: TLS) URL, or for the master that the Sentinels of a `redis+sentinel://`
+(`rediss+sentinel://`: TLS to both) URL name, followed across failovers without a restart."""
 from __future__ import annotations
 
 import time
 
 import redis
 from redis.backoff import ConstantBackoff
+from redis.connection import SSLConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
@@ -37,12 +38,13 @@ def connect(redis_url: str, **options) -> redis.Redis:
     """A client; options are redis-py's connection options (timeouts, retry...)."""
     location = parse_redis_url(redis_url)
     if not location.sentinels:
-        return redis.Redis.from_url(redis_url, **options)
+        return redis.Redis.from_url(redis_url, **location.ssl_options(), **options)
     # Every connection asks the Sentinels where the master is when it connects.
     sentinels = QuorumSentinel(location.sentinels, sentinel_kwargs=location.sentinel_kwargs())
     return sentinels.master_for(
-        location.master, connection_pool_class=MasterPool, connection_class=MasterConnection,
-        db=location.db, **location.auth, **options)
+        location.master, connection_pool_class=MasterPool,
+        connection_class=MasterSSLConnection if location.tls else MasterConnection,
+        db=location.db, **location.auth, **location.ssl_options(), **options)
 
 
 SILENT_FOR = 30.0  # seconds a Sentinel that did not answer is asked after the others
@@ -99,6 +101,10 @@ class MasterConnection(SentinelManagedConnection):
     # connection and timed out, long after the failover (test_sentinel_failover.py, SIGSTOP).
     def read_response(self, *args, disconnect_on_error=True, **kwargs):
         return super().read_response(*args, disconnect_on_error=disconnect_on_error, **kwargs)
+
+
+class MasterSSLConnection(MasterConnection, SSLConnection):
+    """MasterConnection over TLS (as redis-py's SentinelManagedSSLConnection)."""
 
 
 class MasterPool(SentinelConnectionPool):

@@ -99,6 +99,8 @@ def beat_config(redis_url: str) -> dict:
         }
     else:
         redis_settings = {"redbeat_redis_url": location.url, "redbeat_redis_options": options}
+    if location.tls:  # RedBeat's own clients over TLS, the server's certificate checked
+        redis_settings["redbeat_redis_use_ssl"] = location.ssl_options()
     return {
         "beat_schedule": BEAT_SCHEDULE,
         "beat_scheduler": "app.schedule:Scheduler",

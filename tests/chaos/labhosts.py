@@ -92,7 +92,7 @@ def redis_cli(*args: str, host: str | None = None, port: int = 6379, timeout: fl
     (26379) with its clients' password."""
     user, password = ("--user admin", _secret("redis_admin_password")) if port == 6379 else \
         ("", _secret("redis_password"))
-    cmd = f"REDISCLI_AUTH={shlex.quote(password)} timeout 10 redis-cli {user} --no-auth-warning " \
+    cmd = f"REDISCLI_AUTH={shlex.quote(password)} timeout 10 synspirit-redis-cli {user} --no-auth-warning " \
         f"-p {port} " + " ".join(shlex.quote(a) for a in args)
     return ssh(host or redis_master(), cmd, timeout=timeout).strip()
 

@@ -5,10 +5,15 @@ from __future__ import annotations
 import json
 from urllib.parse import urlsplit
 
+# The lab's Redis and Sentinel speak TLS only (synspirit_redis_tls), with the deployment's CA.
+REDIS_TLS_CA = "/etc/ssl/synspirit/ca.crt"
+
 _REDIS = r'''
-import json, socket, sys
+import json, socket, ssl, sys
 a = json.loads(sys.argv[1])
 s = socket.create_connection((a["host"], a["port"]), 5)
+if a["ca"]:  # TLS, the server's certificate checked against the CA and the address
+    s = ssl.create_default_context(cafile=a["ca"]).wrap_socket(s, server_hostname=a["host"])
 f = s.makefile("rb")
 def send(args):
     parts = [b"*%d\r\n" % len(args)]
@@ -71,9 +76,10 @@ else:
 '''
 
 
-def redis(host, address: str, port: int, *commands: list[str]) -> list:
-    """Send Redis commands from `host` to address:port; the decoded replies, in order."""
-    args = json.dumps({"host": address, "port": port, "commands": [list(c) for c in commands]})
+def redis(host, address: str, port: int, *commands: list[str], ca: str | None = REDIS_TLS_CA) -> list:
+    """Send Redis commands from `host` to address:port, over TLS checked against `ca` (None:
+    plain TCP); the decoded replies, in order."""
+    args = json.dumps({"host": address, "port": port, "ca": ca, "commands": [list(c) for c in commands]})
     return json.loads(host.check_output("python3 -c %s %s", _REDIS, args))
 
 

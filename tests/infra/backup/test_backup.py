@@ -212,9 +212,9 @@ def test_the_redis_master_sends_an_encrypted_snapshot(inventory, lab_host, repos
     redis_url = app_env(lab_host(inventory["groups"]["web"][0]))["REDIS_URL"]
     hosts = {name: lab_host(name) for name in inventory["groups"]["redis"]}
     masters = [n for n, h in hosts.items()
-               if "role:master" in h.check_output("REDISCLI_AUTH=$(sed -n 's/^REDISCLI_AUTH=//p' "
-                                                  "/etc/default/synspirit-redis-snapshot) redis-cli "
-                                                  "--user admin --no-auth-warning INFO replication")]
+               if "role:master" in h.check_output(
+                   "REDISCLI_AUTH=$(sed -n 's/^REDISCLI_AUTH=//p' /etc/default/synspirit-redis-snapshot) "
+                   "synspirit-redis-cli --user admin --no-auth-warning INFO replication")]
     master = inventory["groups"]["redis"][0] if inventory["groups"]["redis"][0] in masters else masters[0]
     key, value = f"snap{secrets.token_hex(3)}", secrets.token_hex(4)
     login = redis_login(redis_url)
