@@ -181,7 +181,8 @@ def test_a_failed_renewal_keeps_the_certificate_and_the_next_one_is_served(inven
     lb = lab_host(name)
     address = inventory["addresses"][name]
     before = served(address).serial_number
-    dropin = r"[Service]\nExecStart=\nExecStart=/usr/bin/certbot -q renew --force-renewal\n"
+    dropin = (r"[Service]\nExecStart=\n"
+              r"ExecStart=/usr/bin/certbot -q renew --no-random-sleep-on-renew --force-renewal\n")
     lb.run_expect([0], f"mkdir -p {FORCE_DROPIN.rsplit('/', 1)[0]} && printf '{dropin}' > {FORCE_DROPIN}"
                        " && systemctl daemon-reload")
     try:
