@@ -41,6 +41,8 @@ def test_upstreams_list_every_web_instance(host, lab_host, inventory):
     upstreams = re.findall(r"upstream\s+(\S+)\s*\{(.*?)\}", config, re.S)
     assert upstreams
     for name, body in upstreams:
+        if name == "synspirit_acme_peers":  # the other lb hosts' port 80 (test_acme.py)
+            continue
         servers = set(re.findall(r"^\s*server\s+([\d.]+:\d+)", body, re.M))
         assert servers == expected, name
 

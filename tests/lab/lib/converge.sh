@@ -39,6 +39,19 @@ synspirit_write_rate_limit: 100000 per minute
 synspirit_view_dedup_seconds: "0"
 # The lab's admin (SYNSPIRIT_ADMINS): the end-to-end tests register it to moderate.
 synspirit_admins: [lab_admin]
+# The site's certificate from the lab's ACME server (Pebble on mon1, tests/lab/pebble.yml, whose
+# DNS gives every name the floating address): each lb host obtains and renews its own
+# (roles/acme). Pebble's HTTPS presents mon1's certificate from the deployment's CA.
+synspirit_acme_domain: synspirit.lab
+synspirit_acme_email: operators@synspirit.lab
+synspirit_acme_server: https://$(host_addr mon1):14000/dir
+synspirit_acme_ca_bundle: /etc/ssl/synspirit/ca.crt
+# Pebble's ACME port on mon1, from the lb hosts.
+firewall_extra_rules:
+  - name: The lab's ACME server (Pebble), from the load balancers
+    hosts: "{{ groups['monitoring'][:1] }}"
+    ports: [14000]
+    from: "{{ groups['lb'] }}"
 EOF
 }
 
@@ -76,11 +89,22 @@ run_playbook() {
         say "ansible/site.yml does not exist yet: hosts are up, nothing converged"
         return 0
     fi
+    # The lab's ACME server first (Pebble on mon1): site.yml's lb hosts get their certificate
+    # from it.
+    local started=$SECONDS
+    say "ansible-playbook -i inventories/lab$SUFFIX/hosts.ini ../tests/lab/pebble.yml (log: $log)"
+    (cd "$REPO/ansible" && ANSIBLE_FORCE_COLOR=${ANSIBLE_FORCE_COLOR:-1} \
+        ansible-playbook -i "inventories/lab$SUFFIX/hosts.ini" ../tests/lab/pebble.yml) 2>&1 | tee "$log" || rc=$?
+    if ((rc != 0)); then
+        print_failures "$log"
+        die "ansible-playbook pebble.yml failed (rc=$rc), see $log"
+    fi
+    say "pebble.yml converged in $((SECONDS - started)) s"
     say "ansible-playbook -i inventories/lab$SUFFIX/hosts.ini site.yml (log: $log)"
     # profile_tasks: the lab shows where a converge spends its time.
     (cd "$REPO/ansible" && ANSIBLE_FORCE_COLOR=${ANSIBLE_FORCE_COLOR:-1} \
         ANSIBLE_CALLBACKS_ENABLED=${ANSIBLE_CALLBACKS_ENABLED:-ansible.posix.profile_tasks} \
-        ansible-playbook -i "inventories/lab$SUFFIX/hosts.ini" site.yml "$@") 2>&1 | tee "$log" || rc=$?
+        ansible-playbook -i "inventories/lab$SUFFIX/hosts.ini" site.yml "$@") 2>&1 | tee -a "$log" || rc=$?
     ln -sf "$(basename "$log")" "$RUN/ansible-last.log"
     if ((rc != 0)); then
         print_failures "$log"
@@ -113,7 +137,7 @@ EOF
 print_summary() {
     local name addr
     echo
-    echo "SynSpirit lab is up: https://$FLOATING_ADDR/  (self-signed certificate; the floating address of lb1/lb2)"
+    echo "SynSpirit lab is up: https://$FLOATING_ADDR/  (a certificate for synspirit.lab from the lab's ACME server Pebble on mon1; the floating address of lb1/lb2)"
     echo "Inventory: $INVENTORY_DIR/hosts.ini"
     echo "Reach a host:"
     while read -r name addr; do

@@ -19,6 +19,8 @@ ROLE_PACKAGES=(
     redis-server redis-sentinel redis-tools                               # redis, backup
     pgbackrest                                                            # backup
     nginx logrotate openssl keepalived                                    # nginx (lb)
+    certbot                                                               # acme (lb)
+    pebble                                                                # the lab's ACME server (tests/lab/pebble.yml)
     prometheus-node-exporter prometheus-postgres-exporter prometheus-redis-exporter
     prometheus-nginx-exporter prometheus prometheus-alertmanager          # exporters, monitoring
 )
