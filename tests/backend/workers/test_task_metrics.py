@@ -93,8 +93,18 @@ def test_worker_counts_successes_failures_retries_and_run_time(metrics_worker):
         client.send_task(NOTIFY, args=[], queue=queue)  # TypeError in the task: a failure
     client.send_task(COUNTS, args=[1], queue=queue)  # PostgreSQL unreachable: retried
 
+    bad_pages = []
+
     def settled():
-        now = scrape(url)
+        try:
+            now = scrape(url)
+        except ValueError as e:
+            # A page read while a child process was writing its counts: Prometheus would drop
+            # that one scrape and take the next. Seen once in a whole-suite run (a value
+            # "server"); a third such page fails the test.
+            bad_pages.append(repr(e))
+            assert len(bad_pages) < 3, bad_pages
+            return None
         done = (value(now, "synspirit_celery_task_succeeded_total", task=NOTIFY) >= 3
                 and value(now, "synspirit_celery_task_failed_total", task=NOTIFY) >= 2
                 and value(now, "synspirit_celery_task_retried_total", task=COUNTS) >= 1)
